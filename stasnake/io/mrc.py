@@ -21,6 +21,12 @@ _WRITE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 def _open_checked(path: Path, mode: str = "r", mmap: bool = False):
+    """Open an MRC file; InputError unless it has a consistent header and complete data.
+
+    Files without the "MAP " ID string (written by older tools, e.g. the real
+    human_ribo_mask_32_8_5.mrc of pytom-match-pick) are accepted when their
+    header and data size are otherwise consistent.
+    """
     if not path.exists():
         raise InputError(path, "file does not exist")
     opener = mrcfile.mmap if mmap else mrcfile.open
@@ -29,7 +35,24 @@ def _open_checked(path: Path, mode: str = "r", mmap: bool = False):
             warnings.simplefilter("ignore")
             return opener(path, mode=mode, permissive=False)
     except (ValueError, OSError, EOFError) as exc:
+        strict_error = exc
+    # retry permissively: mrcfile then warns instead of raising and leaves
+    # ``data`` as None when the header is unusable or the data block is short
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mrc = opener(path, mode=mode, permissive=True)
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(path, f"not a readable MRC file ({exc})") from None
+    problems = "; ".join(str(w.message) for w in caught) or str(strict_error)
+    if mrc.data is None:
+        mrc.close()
+        raise InputError(path, f"not a readable MRC file: header without complete data ({problems})")
+    header = mrc.header
+    if min(int(header.nx), int(header.ny), int(header.nz)) < 1:
+        mrc.close()
+        raise InputError(path, f"not a readable MRC file: sizes {header.nx} x {header.ny} x {header.nz}")
+    return mrc
 
 
 def _pixel_size(mrc, path: Path) -> float:

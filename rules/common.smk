@@ -1,0 +1,107 @@
+# Config and sample-list validation, wildcard constraints and input functions.
+# Anything non-trivial lives in stasnake.validation where pytest can reach it.
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from stasnake.errors import InputError
+from stasnake.validation.samples import load_samples
+
+
+validate(config, "../config/schema/config.schema.yaml")
+try:
+    SAMPLES = load_samples(config["samples"])
+except InputError as exc:
+    raise WorkflowError(f"Bad sample list: {exc}") from None
+validate(SAMPLES, "../config/schema/samples.schema.yaml")
+TILT_SERIES = list(SAMPLES.index)
+GPUS = 1 if config["device"] == "cuda" else 0
+
+
+wildcard_constraints:
+    ts="|".join(re.escape(t) for t in TILT_SERIES),
+    b=r"\d+",
+
+
+def sample_value(ts, column):
+    """One sample-list value (None where the row leaves it empty)."""
+    return SAMPLES.loc[ts, column]
+
+
+def get_raw_stack(wildcards):
+    return sample_value(wildcards.ts, "tilt_series")
+
+
+def get_mdoc(wildcards):
+    return sample_value(wildcards.ts, "mdoc")
+
+
+def get_exclude_views(wildcards):
+    return sample_value(wildcards.ts, "exclude_views") or ""
+
+
+def get_alignment_xf(wildcards):
+    xf = sample_value(wildcards.ts, "alignment_xf")
+    if xf is None:
+        raise WorkflowError(
+            f"{config['samples']}: tilt series {wildcards.ts} has no alignment_xf; "
+            "fiducial alignment estimation is not part of this version yet, so an "
+            "existing IMOD .xf must be given in the sample list"
+        )
+    return xf
+
+
+def get_defocus_file(wildcards):
+    return sample_value(wildcards.ts, "defocus_file")
+
+
+def get_stack_to_reconstruct(wildcards):
+    """The phase-flipped aligned stack where a defocus file is given, else the aligned one."""
+    if get_defocus_file(wildcards) is not None:
+        return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_ali_flipped.mrc"
+    return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_ali.mrc"
+
+
+def get_acquisition_overrides(wildcards):
+    """Config overrides, then per-row overrides, of mdoc acquisition values."""
+    overrides = dict(config["acquisition"])
+    for key in ("pixel_size_angstrom", "tilt_axis_angle_deg", "dose_per_tilt_e_per_A2"):
+        row_value = sample_value(wildcards.ts, key)
+        if row_value is not None:
+            overrides[key] = row_value
+    return overrides
+
+
+def get_thickness(wildcards):
+    row_value = sample_value(wildcards.ts, "thickness_px")
+    return int(row_value) if row_value is not None else config["reconstruction"]["thickness_px"]
+
+
+def get_tomo_number(wildcards):
+    return int(sample_value(wildcards.ts, "tomo_number"))
+
+
+def get_import_table(wildcards):
+    return config["picking"]["import_table"].format(ts=wildcards.ts)
+
+
+def get_final_targets():
+    targets = [
+        "results/final/final.mrc",
+        "results/final/half1_unfil.mrc",
+        "results/final/half2_unfil.mrc",
+        "results/final/final.tbl",
+        "results/final/fsc.tsv",
+        "results/final/particles.star",
+        "results/final/tomograms.star",
+    ]
+    targets += expand("results/averages/{ts}.mrc", ts=TILT_SERIES)
+    targets += expand(
+        "results/tomograms/{ts}_bin{b}.mrc",
+        ts=TILT_SERIES,
+        b=config["reconstruction"]["binnings"],
+    )
+    if config["validation"].get("truth_map"):
+        targets.append("results/validation/fsc_vs_truth.tsv")
+    return targets

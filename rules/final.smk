@@ -1,0 +1,73 @@
+# The final map: all tomograms merged, even/odd half-maps, FSC, validation and exports.
+
+
+rule final_average:
+    input:
+        particles=expand("results/particles/{ts}/particles.mrc", ts=TILT_SERIES),
+        tables=expand("results/particles/{ts}/particles.tbl", ts=TILT_SERIES),
+    output:
+        final="results/final/final.mrc",
+        half1="results/final/half1_unfil.mrc",
+        half2="results/final/half2_unfil.mrc",
+        table="results/final/final.tbl",
+        fsc="results/final/fsc.tsv",
+        plot=report("results/final/fsc.png", caption="../report/fsc.rst", category="Final map"),
+    params:
+        symmetry=config["averaging"]["symmetry"],
+    log:
+        "logs/final_average/final.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
+    conda:
+        "../envs/stasnake.yaml"
+    script:
+        "../scripts/final_average.py"
+
+
+rule fsc_against_truth:
+    input:
+        final="results/final/final.mrc",
+        truth=config["validation"]["truth_map"] or [],
+    output:
+        fsc="results/validation/fsc_vs_truth.tsv",
+        plot=report(
+            "results/validation/fsc_vs_truth.png",
+            caption="../report/fsc_vs_truth.rst",
+            category="Validation",
+        ),
+    log:
+        "logs/fsc_against_truth/final.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/stasnake.yaml"
+    script:
+        "../scripts/fsc_against_truth.py"
+
+
+rule export_relion:
+    input:
+        table="results/final/final.tbl",
+        tomograms=expand("results/tomograms/{ts}.mrc", ts=TILT_SERIES),
+    output:
+        particles="results/final/particles.star",
+        tomograms="results/final/tomograms.star",
+    params:
+        names=TILT_SERIES,
+        tomo_numbers=[int(SAMPLES.loc[t, "tomo_number"]) for t in TILT_SERIES],
+        optics=config["acquisition"],
+    log:
+        "logs/export_relion/final.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/stasnake.yaml"
+    script:
+        "../scripts/export_relion.py"

@@ -1,0 +1,46 @@
+# Tomograms: weighted back-projection of the aligned stack, and binned copies.
+
+
+rule reconstruct_tomogram:
+    input:
+        aligned=get_stack_to_reconstruct,
+        tlt="results/tiltseries/{ts}/{ts}.tlt",
+    output:
+        tomogram="results/tomograms/{ts}.mrc",
+    params:
+        thickness_px=get_thickness,
+        slab_size_px=config["reconstruction"]["slab_size_px"],
+        dtype=config["reconstruction"]["dtype"],
+        device=config["device"],
+    log:
+        "logs/reconstruct_tomogram/{ts}.log",
+    benchmark:
+        "benchmarks/reconstruct_tomogram/{ts}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
+    conda:
+        "../envs/stasnake.yaml"
+    script:
+        "../scripts/reconstruct_tomogram.py"
+
+
+rule bin_tomogram:
+    input:
+        tomogram="results/tomograms/{ts}.mrc",
+    output:
+        binned="results/tomograms/{ts}_bin{b}.mrc",
+    params:
+        dtype=config["reconstruction"]["dtype"],
+    log:
+        "logs/bin_tomogram/{ts}_bin{b}.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/stasnake.yaml"
+    script:
+        "../scripts/bin_tomogram.py"

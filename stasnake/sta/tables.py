@@ -1,0 +1,102 @@
+"""Table preparation shared by the picking and cropping rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stasnake.errors import InputError
+from stasnake.io.dynamo_table import particle_positions
+
+
+def prepare_crop_table(
+    table: pd.DataFrame,
+    tomo_number: int,
+    tomogram_shape_zyx: tuple[int, int, int],
+    pixel_size_angstrom: float,
+    tilt_range_deg: tuple[float, float],
+    source: str = "table",
+) -> pd.DataFrame:
+    """Stamp tomogram number, pixel size and wedge on a table; check positions.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        Dynamo table (positions in 1-based pixels of the full-size tomogram).
+    tomo_number : int
+        Value for column ``tomo``.
+    tomogram_shape_zyx : tuple of int
+        Shape of the tomogram the positions refer to.
+    pixel_size_angstrom : float
+        Value for column ``apix``.
+    tilt_range_deg : tuple of float
+        (min, max) tilt angle: the wedge columns ``ymintilt``, ``ymaxtilt``.
+    source : str
+        File name for error messages.
+
+    Returns
+    -------
+    pd.DataFrame
+        A copy with ``tomo``, ``apix``, ``ftype`` = 1 and the tilt range set.
+
+    Raises
+    ------
+    InputError
+        When a particle centre lies outside the tomogram (names the row and tag).
+    """
+    out = table.copy()
+    out["tomo"] = int(tomo_number)
+    out["apix"] = float(pixel_size_angstrom)
+    out["ftype"] = 1
+    out["ymintilt"], out["ymaxtilt"] = tilt_range_deg
+    xyz = particle_positions(out)
+    upper = np.array(tomogram_shape_zyx[::-1], dtype=float)
+    outside = np.any((xyz < 0.5) | (xyz > upper + 0.5), axis=1)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InputError(
+            source,
+            f"row {i + 1} (tag {int(out['tag'].iloc[i])}) at (x, y, z) = {np.round(xyz[i], 2).tolist()} "
+            f"lies outside the tomogram of {upper.astype(int).tolist()} px (x, y, z); "
+            f"{int(outside.sum())} particle(s) outside in all",
+        )
+    return out
+
+
+def split_even_odd(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of half 1 (even tags) and half 2 (odd tags).
+
+    Half k is RELION's ``rlnRandomSubset`` k = tag % 2 + 1, the rule the RELION
+    export uses (``stasnake.geometry.relion``), so ``half1_unfil.mrc`` is the
+    average of subset 1.
+    """
+    half1 = (table["tag"].to_numpy() % 2 + 1) == 1
+    return half1, ~half1
+
+
+def table_after_crop(table: pd.DataFrame, kept: np.ndarray, remainder_xyz: np.ndarray) -> pd.DataFrame:
+    """The table of cropped particles: box centres in x, y, z, the rest in dx, dy, dz.
+
+    Cropping centres each box on the rounded particle centre; the subpixel
+    remainder stays in the shift columns so that ``x + dx`` is unchanged.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        Table that was cropped.
+    kept : np.ndarray
+        (n,) bool, particles that were cropped.
+    remainder_xyz : np.ndarray
+        (n_kept, 3) particle centre minus box centre, pixels.
+
+    Returns
+    -------
+    pd.DataFrame
+        The kept rows, re-indexed.
+    """
+    out = table[np.asarray(kept, dtype=bool)].reset_index(drop=True)
+    centres = particle_positions(out)
+    remainder = np.asarray(remainder_xyz, dtype=float).reshape(-1, 3)
+    out[["x", "y", "z"]] = centres - remainder
+    out[["dx", "dy", "dz"]] = remainder
+    return out
