@@ -8,17 +8,17 @@ rule crop_particles:
     output:
         particles="results/particles/{ts}/particles.mrc",
         table="results/particles/{ts}/particles.tbl",
-    params:
-        box_size_px=config["averaging"]["box_size_px"],
-        edge_policy=config["averaging"]["edge_policy"],
     log:
         "logs/crop_particles/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        box_size_px=config["averaging"]["box_size_px"],
+        edge_policy=config["averaging"]["edge_policy"],
     script:
         "../scripts/crop_particles.py"
 
@@ -29,16 +29,16 @@ rule average_tomogram:
         table="results/particles/{ts}/particles.tbl",
     output:
         average="results/averages/{ts}.mrc",
-    params:
-        symmetry=config["averaging"]["symmetry"],
     log:
         "logs/average_tomogram/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
         gpu=GPUS,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        symmetry=config["averaging"]["symmetry"],
     script:
         "../scripts/average_particles.py"

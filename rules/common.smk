@@ -8,7 +8,6 @@ from snakemake.utils import validate
 from stasnake.errors import InputError
 from stasnake.validation.samples import load_samples
 
-
 validate(config, "../config/schema/config.schema.yaml")
 try:
     SAMPLES = load_samples(config["samples"])
@@ -75,7 +74,11 @@ def get_acquisition_overrides(wildcards):
 
 def get_thickness(wildcards):
     row_value = sample_value(wildcards.ts, "thickness_px")
-    return int(row_value) if row_value is not None else config["reconstruction"]["thickness_px"]
+    return (
+        int(row_value)
+        if row_value is not None
+        else config["reconstruction"]["thickness_px"]
+    )
 
 
 def get_tomo_number(wildcards):

@@ -11,18 +11,20 @@ rule final_average:
         half2="results/final/half2_unfil.mrc",
         table="results/final/final.tbl",
         fsc="results/final/fsc.tsv",
-        plot=report("results/final/fsc.png", caption="../report/fsc.rst", category="Final map"),
-    params:
-        symmetry=config["averaging"]["symmetry"],
+        plot=report(
+            "results/final/fsc.png", caption="../report/fsc.rst", category="Final map"
+        ),
     log:
         "logs/final_average/final.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=GPUS,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        symmetry=config["averaging"]["symmetry"],
     script:
         "../scripts/final_average.py"
 
@@ -40,12 +42,12 @@ rule fsc_against_truth:
         ),
     log:
         "logs/fsc_against_truth/final.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stasnake.yaml"
     script:
         "../scripts/fsc_against_truth.py"
 
@@ -57,17 +59,17 @@ rule export_relion:
     output:
         particles="results/final/particles.star",
         tomograms="results/final/tomograms.star",
-    params:
-        names=TILT_SERIES,
-        tomo_numbers=[int(SAMPLES.loc[t, "tomo_number"]) for t in TILT_SERIES],
-        optics=config["acquisition"],
     log:
         "logs/export_relion/final.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        names=TILT_SERIES,
+        tomo_numbers=[int(SAMPLES.loc[t, "tomo_number"]) for t in TILT_SERIES],
+        optics=config["acquisition"],
     script:
         "../scripts/export_relion.py"

@@ -8,15 +8,15 @@ rule import_crop_table:
         tlt="results/tiltseries/{ts}/{ts}.tlt",
     output:
         table="results/picking/{ts}/crop.tbl",
-    params:
-        tomo_number=get_tomo_number,
     log:
         "logs/import_crop_table/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        tomo_number=get_tomo_number,
     script:
         "../scripts/import_crop_table.py"

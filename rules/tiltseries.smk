@@ -10,17 +10,17 @@ rule import_tiltseries:
         tlt="results/tiltseries/{ts}/{ts}.tlt",
         order="results/tiltseries/{ts}/{ts}_order.csv",
         acquisition="results/tiltseries/{ts}/{ts}_acquisition.json",
-    params:
-        overrides=get_acquisition_overrides,
-        exclude_views=get_exclude_views,
     log:
         "logs/import_tiltseries/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        overrides=get_acquisition_overrides,
+        exclude_views=get_exclude_views,
     script:
         "../scripts/import_tiltseries.py"
 
@@ -36,12 +36,12 @@ rule align_tiltseries:
         aligned="results/tiltseries/{ts}/{ts}_ali.mrc",
     log:
         "logs/align_tiltseries/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/stasnake.yaml"
     script:
         "../scripts/align_tiltseries.py"
 
@@ -57,11 +57,11 @@ rule correct_ctf:
         defocus="results/tiltseries/{ts}/{ts}.defocus",
     log:
         "logs/correct_ctf/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/stasnake.yaml"
     script:
         "../scripts/correct_ctf.py"

@@ -7,22 +7,22 @@ rule reconstruct_tomogram:
         tlt="results/tiltseries/{ts}/{ts}.tlt",
     output:
         tomogram="results/tomograms/{ts}.mrc",
-    params:
-        thickness_px=get_thickness,
-        slab_size_px=config["reconstruction"]["slab_size_px"],
-        dtype=config["reconstruction"]["dtype"],
-        device=config["device"],
     log:
         "logs/reconstruct_tomogram/{ts}.log",
     benchmark:
         "benchmarks/reconstruct_tomogram/{ts}.tsv"
+    conda:
+        "../envs/stasnake.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=GPUS,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        thickness_px=get_thickness,
+        slab_size_px=config["reconstruction"]["slab_size_px"],
+        dtype=config["reconstruction"]["dtype"],
+        device=config["device"],
     script:
         "../scripts/reconstruct_tomogram.py"
 
@@ -32,15 +32,15 @@ rule bin_tomogram:
         tomogram="results/tomograms/{ts}.mrc",
     output:
         binned="results/tomograms/{ts}_bin{b}.mrc",
-    params:
-        dtype=config["reconstruction"]["dtype"],
     log:
         "logs/bin_tomogram/{ts}_bin{b}.log",
+    conda:
+        "../envs/stasnake.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/stasnake.yaml"
+    params:
+        dtype=config["reconstruction"]["dtype"],
     script:
         "../scripts/bin_tomogram.py"
