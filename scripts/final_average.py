@@ -10,7 +10,12 @@ from stasnake.io.atomic import write_text_atomic
 from stasnake.io.dynamo_table import read_table, write_table
 from stasnake.io.mrc import read_mrc, write_mrc
 from stasnake.sta.average import average_particles
-from stasnake.sta.fsc import fourier_shell_correlation, plot_fsc, resolution_at, soft_spherical_mask
+from stasnake.sta.fsc import (
+    describe_resolution,
+    fourier_shell_correlation,
+    plot_fsc,
+    soft_spherical_mask,
+)
 from stasnake.sta.poses import symmetry_order, table_poses
 from stasnake.sta.tables import split_even_odd
 from stasnake.workflow import log, run_rule
@@ -42,8 +47,8 @@ def main(smk):
     mask = soft_spherical_mask(box, radius_px=box * 0.4, edge_px=box * 0.08)
     fsc = fourier_shell_correlation(maps["half1"], maps["half2"], pixel_size_angstrom=apix, mask=mask)
     write_text_atomic(smk.output.fsc, fsc.to_csv(sep="\t", index=False))
-    res = {t: resolution_at(fsc, t) for t in (0.143, 0.5)}
-    log.info("%d particles (%d / %d in the halves); gold-standard FSC 0.143: %.2f Å, 0.5: %.2f Å",
+    res = {t: describe_resolution(fsc, t) for t in (0.143, 0.5)}
+    log.info("%d particles (%d / %d in the halves); gold-standard FSC 0.143: %s, 0.5: %s",
              counts["all"], counts["half1"], counts["half2"], res[0.143], res[0.5])  # fmt: skip
     plot_fsc({"half1 vs half2": fsc}, smk.output.plot)
 

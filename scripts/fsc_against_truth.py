@@ -2,7 +2,7 @@
 
 from stasnake.io.atomic import write_text_atomic
 from stasnake.io.mrc import read_mrc
-from stasnake.sta.fsc import plot_fsc, resolution_at
+from stasnake.sta.fsc import describe_resolution, plot_fsc
 from stasnake.sta.validate import compare_with_truth
 from stasnake.workflow import log, run_rule
 
@@ -14,7 +14,7 @@ def main(smk):
     table = fsc.assign(fsc_mirrored_truth=mirrored["fsc"].to_numpy())
     write_text_atomic(smk.output.fsc, table.to_csv(sep="\t", index=False))
     for name, t in (("truth", fsc), ("mirrored truth", mirrored)):
-        log.info("FSC against %s: 0.5 at %.2f Å, 0.143 at %.2f Å", name, resolution_at(t, 0.5), resolution_at(t, 0.143))
+        log.info("FSC against %s: 0.5 at %s, 0.143 at %s", name, describe_resolution(t, 0.5), describe_resolution(t, 0.143))
     plot_fsc({"final vs truth": fsc, "final vs mirrored truth": mirrored}, smk.output.plot)
 
 

@@ -14,30 +14,59 @@ from stasnake import __version__
 from stasnake.errors import InputError
 
 
+def _short_list(items, n: int = 6) -> str:
+    items = list(items)
+    text = ", ".join(str(i) for i in items[:n])
+    return text + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _tomogram_shape_xyz(path: Path) -> tuple[int, int, int]:
+    """Size (x, y, z) in pixels of an MRC or EM tomogram, from its header."""
+    if path.suffix.lower() == ".em":
+        from stasnake.io.em import read_em_header
+
+        shape = read_em_header(path)["shape"]
+    else:
+        from stasnake.io.mrc import read_mrc_header
+
+        shape = read_mrc_header(path)["shape"]
+    shape = tuple(int(s) for s in shape)
+    shape = (1,) * (3 - len(shape)) + shape
+    return shape[::-1]
+
+
 def _tomogram_names(args, table) -> tuple[dict[int, str], dict[str, tuple[int, int, int]]]:
     """Tomo number -> name, and name -> size (x, y, z) where known."""
     from stasnake.io.dynamo_doc import read_doc
-    from stasnake.io.mrc import read_mrc_header
     from stasnake.validation.samples import load_samples
 
     names: dict[int, str] = {}
-    paths: dict[str, str] = {}
+    paths: dict[str, Path] = {}
     if args.tomograms:
         src = Path(args.tomograms)
-        if src.suffix == ".doc":
+        if src.suffix.lower() == ".doc":
             for number, path in read_doc(src).items():
-                name = Path(path).name.split(".")[0]
-                names[number], paths[name] = name, path
+                name = Path(path.replace("\\", "/")).name.split(".")[0]
+                names[number] = name
+                # Dynamo paths are relative to where Dynamo ran; try there, then next to the .doc
+                for candidate in (Path(path), src.parent / path):
+                    if candidate.is_file():
+                        paths[name] = candidate
+                        break
         else:
             samples = load_samples(src, check_files=False)
             for name, row in samples.iterrows():
                 names[int(row["tomo_number"])] = name
+        unnamed = sorted(set(table["tomo"].astype(int)) - set(names))
+        if unnamed:
+            raise InputError(
+                src, f"no entry for table tomo number(s) {_short_list(unnamed)} of {args.table}"
+            )
     for number in sorted(set(table["tomo"].astype(int))):
         names.setdefault(number, f"tomo_{number:03d}")
     sizes: dict[str, tuple[int, int, int]] = {}
     for name, path in paths.items():
-        if Path(path).exists():
-            sizes[name] = tuple(read_mrc_header(path)["shape"][::-1])
+        sizes[name] = _tomogram_shape_xyz(path)
     if args.tomogram_size:
         for name in names.values():
             sizes.setdefault(name, tuple(args.tomogram_size))
@@ -49,25 +78,42 @@ def cmd_tbl2star(args) -> None:
     from stasnake.io.dynamo_table import read_table
     from stasnake.io.star import write_star
 
+    if args.binning <= 0:
+        raise InputError("--binning", f"must be positive, got {args.binning:g}")
+    if args.pixel_size is not None and args.pixel_size <= 0:
+        raise InputError("--pixel-size", f"must be positive, got {args.pixel_size:g}")
     table = read_table(args.table)
+    if len(table) == 0:
+        raise InputError(args.table, "the table has no particles")
     apix = args.pixel_size
     if apix is None:
         nonzero = table["apix"][table["apix"] > 0] if "apix" in table else []
         if len(nonzero) == 0:
             raise InputError(args.table, "the apix column is empty; give --pixel-size")
         apix = float(nonzero.iloc[0])
+    # the table coordinates are binned by --binning; RELION wants the unbinned tilt-series pixel size
+    tilt_series_apix = apix / args.binning
     names, sizes = _tomogram_names(args, table)
     if args.relion == 5:
         missing = sorted({names[t] for t in table["tomo"].astype(int)} - set(sizes))
         if missing:
             raise InputError(
                 args.table,
-                f"RELION 5 centred coordinates need tomogram sizes, unknown for {missing}: give "
-                "--tomogram-size X Y Z, a --tomograms .doc listing readable tomograms, or --relion 4",
+                f"RELION 5 centred coordinates need the tomogram sizes, unknown for {_short_list(missing)}: "
+                "give --tomogram-size X Y Z, a --tomograms .doc listing readable tomograms, or --relion 4",
             )
-    blocks = table_to_relion_particles(table, names, apix, version=args.relion, tomogram_sizes_xyz=sizes, binning=args.binning)
+    blocks = table_to_relion_particles(
+        table,
+        names,
+        tilt_series_apix,
+        version=args.relion,
+        tomogram_sizes_xyz=sizes,
+        binning=args.binning,
+    )
     write_star(args.out, blocks)
-    print(f"{args.out}: {len(table)} particles, RELION {args.relion}, {apix:g} Å/px")
+    print(
+        f"{args.out}: {len(table)} particles, RELION {args.relion}, tilt-series pixel size {tilt_series_apix:g} Å"
+    )
 
 
 def cmd_star2tbl(args) -> None:
@@ -76,22 +122,48 @@ def cmd_star2tbl(args) -> None:
     from stasnake.io.dynamo_table import write_table
     from stasnake.io.star import read_relion_particles, read_relion_tomograms
 
+    if args.pixel_size is not None and args.pixel_size <= 0:
+        raise InputError("--pixel-size", f"must be positive, got {args.pixel_size:g}")
     optics, particles = read_relion_particles(args.star)
+    pixel_col = "rlnTomoTiltSeriesPixelSize"
+    if args.pixel_size is not None:
+        particles = particles.assign(**{pixel_col: float(args.pixel_size)})
+    centred = particles.attrs.get("coordinates") == "centered_angstrom"
     sizes = None
     if args.tomograms:
         tomos = read_relion_tomograms(args.tomograms)
         sizes = {
-            row["rlnTomoName"]: (row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"])
+            str(row["rlnTomoName"]): (row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"])
             for _, row in tomos.iterrows()
         }
+        names = set(particles["rlnTomoName"].astype(str)) if "rlnTomoName" in particles else set()
+        lacking = sorted(names - set(sizes))
+        if centred and lacking:
+            raise InputError(
+                args.tomograms, f"no row for tomogram(s) {_short_list(lacking)} of {args.star}"
+            )
     elif args.tomogram_size:
-        names = particles["rlnTomoName"].unique() if "rlnTomoName" in particles else []
+        names = particles["rlnTomoName"].astype(str).unique() if "rlnTomoName" in particles else []
         sizes = {name: tuple(args.tomogram_size) for name in names}
-    table, tomo_map = relion_particles_to_table(particles, optics, tomogram_sizes_xyz=sizes)
+    elif centred:
+        raise InputError(
+            args.star,
+            "RELION 5 centred coordinates (rlnCenteredCoordinate*Angst) need the tomogram sizes: "
+            "give --tomograms tomograms.star or --tomogram-size X Y Z",
+        )
+    try:
+        table, tomo_map = relion_particles_to_table(
+            particles, optics, tomogram_sizes_xyz=sizes, source=str(args.star)
+        )
+    except InputError as exc:
+        if pixel_col in exc.problem and args.pixel_size is None:
+            raise InputError(exc.source, f"{exc.problem}; give --pixel-size") from None
+        raise
     write_table(args.out, table)
     if args.doc:
         write_doc(args.doc, tomo_map)
-    print(f"{args.out}: {len(table)} particles from {len(tomo_map)} tomograms")
+    n_tomos = len(tomo_map)
+    print(f"{args.out}: {len(table)} particles from {n_tomos} tomogram{'s' * (n_tomos != 1)}")
 
 
 def cmd_info(args) -> None:
@@ -104,15 +176,28 @@ def cmd_info(args) -> None:
 
 
 def cmd_synth(args) -> None:
+    import dataclasses
+
     from stasnake.synth import SynthConfig, generate_dataset
 
+    if args.n_tiltseries is not None and args.n_tiltseries < 1:
+        raise InputError("--n-tiltseries", f"must be at least 1, got {args.n_tiltseries}")
+    if args.snr is not None and not args.snr > 0:
+        raise InputError("--snr", f"must be positive, got {args.snr:g}")
+    outdir = Path(args.outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(outdir, "exists and is not a folder")
     config = SynthConfig.tiny() if args.preset == "tiny" else SynthConfig.demo()
-    for field in ("seed", "n_tiltseries", "snr"):
-        value = getattr(args, field)
-        if value is not None:
-            setattr(config, field, value)
-    manifest = generate_dataset(args.outdir, config)
-    print(f"{args.outdir}: {manifest.get('summary', 'synthetic data set written')}")
+    # SynthConfig is frozen: build a changed copy
+    changes = {
+        f: getattr(args, f) for f in ("seed", "n_tiltseries", "snr") if getattr(args, f) is not None
+    }
+    config = dataclasses.replace(config, **changes)
+    manifest = generate_dataset(outdir, config)
+    print(
+        f"{outdir}: {len(manifest['tiltseries'])} tilt series, {manifest['n_particles']} particles "
+        f"(seed {config.seed}); sample list {outdir / 'tomograms.tsv'}, ground truth in {outdir / 'truth'}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,11 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tbl2star", help="Dynamo table -> RELION particles star file")
     p.add_argument("table", help="Dynamo .tbl")
     p.add_argument("out", help="output .star")
-    p.add_argument("--pixel-size", type=float, help="Å per pixel of the table coordinates (default: table apix)")
-    p.add_argument("--tomograms", help="Dynamo .doc (tomo number -> tomogram file) or stasnake sample list (.tsv)")
-    p.add_argument("--tomogram-size", type=int, nargs=3, metavar=("X", "Y", "Z"), help="tomogram size in pixels (RELION 5)")
-    p.add_argument("--relion", type=int, choices=(4, 5), default=5, help="RELION version of the output (default 5)")
-    p.add_argument("--binning", type=float, default=1.0, help="binning of the table coordinates relative to the tilt series")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        help="Å per pixel of the table coordinates (default: table apix)",
+    )
+    p.add_argument(
+        "--tomograms",
+        help="Dynamo .doc (tomo number -> tomogram file) or stasnake sample list (.tsv)",
+    )
+    p.add_argument(
+        "--tomogram-size",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="unbinned tomogram size in pixels (RELION 5)",
+    )
+    p.add_argument(
+        "--relion",
+        type=int,
+        choices=(4, 5),
+        default=5,
+        help="RELION version of the output (default 5)",
+    )
+    p.add_argument(
+        "--binning",
+        type=float,
+        default=1.0,
+        help="binning of the table coordinates relative to the tilt series",
+    )
     p.set_defaults(func=cmd_tbl2star)
 
     p = sub.add_parser("star2tbl", help="RELION particles star file -> Dynamo table")
@@ -135,7 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output .tbl")
     p.add_argument("--doc", help="also write a Dynamo .doc mapping tomo numbers to tomogram names")
     p.add_argument("--tomograms", help="RELION 5 tomograms.star giving tomogram sizes")
-    p.add_argument("--tomogram-size", type=int, nargs=3, metavar=("X", "Y", "Z"), help="tomogram size in pixels (RELION 5)")
+    p.add_argument(
+        "--tomogram-size",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="tomogram size in pixels (RELION 5)",
+    )
+    p.add_argument(
+        "--pixel-size", type=float,
+        help="Å per pixel of the coordinates; overrides rlnTomoTiltSeriesPixelSize (needed for RELION 3.1 / Warp files)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_star2tbl)
 
     p = sub.add_parser("info", help="summary of mrc/em/tbl/star/mdoc/cmm/tlt/xf/defocus files")
@@ -144,12 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic tilt-series data set with ground truth")
     p.add_argument("outdir", help="output folder (e.g. demo)")
-    p.add_argument("--preset", choices=("demo", "tiny"), default="demo", help="size preset (default demo)")
+    p.add_argument(
+        "--preset", choices=("demo", "tiny"), default="demo", help="size preset (default demo)"
+    )
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--n-tiltseries", type=int, help="number of tilt series")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio of the tilt images")
     p.set_defaults(func=cmd_synth)
     return parser
+
+
+def _fail(message: str) -> int:
+    """Print ``message`` as one line on stderr; return the exit status 2."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"stasnake: error: {line}", file=sys.stderr)
+    return 2
 
 
 def main(argv=None) -> int:
@@ -158,8 +286,11 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except InputError as exc:
-        print(f"stasnake: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except OSError as exc:  # permissions, a folder where a file should go, a full disk...
+        # os.replace(temporary, final) names the final output second
+        where = exc.filename2 if exc.filename2 is not None else exc.filename
+        return _fail(f"{where if where is not None else 'stasnake'}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         print("stasnake: interrupted", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.fft
 import starfile
@@ -108,3 +109,12 @@ def test_masked_fsc_and_plot(tmp_path):
     path = tmp_path / "fsc.png"
     plot_fsc({"half maps": tab, "other": tab.assign(fsc=tab["fsc"] * 0.5)}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_describe_resolution_says_when_nyquist_is_not_reached():
+    from stasnake.sta.fsc import describe_resolution
+
+    table = pd.DataFrame({"shell": [0, 1, 2, 3], "frequency_per_A": [0.0, 0.1, 0.2, 0.3],
+                          "resolution_A": [np.inf, 10.0, 5.0, 10 / 3], "fsc": [1.0, 0.9, 0.6, 0.4]})  # fmt: skip
+    assert describe_resolution(table, 0.143) == "beyond Nyquist (3.33 Å)"
+    assert describe_resolution(table, 0.5).endswith("Å") and "Nyquist" not in describe_resolution(table, 0.5)

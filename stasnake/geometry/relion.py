@@ -175,22 +175,37 @@ def _tomo_number_map(names: list[str]) -> dict[str, int]:
 def _pixel_size(
     particles: pd.DataFrame, optics: pd.DataFrame | None, source: str
 ) -> np.ndarray | None:
-    """Per-particle rlnTomoTiltSeriesPixelSize (Å) from the particles or the optics block, or None."""
-    col = "rlnTomoTiltSeriesPixelSize"
-    if col in particles.columns:
-        return particles[col].to_numpy(np.float64)
-    if optics is None or col not in optics.columns:
-        return None
-    if "rlnOpticsGroup" in particles.columns and "rlnOpticsGroup" in optics.columns:
-        lut = dict(
-            zip(optics["rlnOpticsGroup"].astype(int), optics[col].astype(float), strict=True)
-        )
-        groups = particles["rlnOpticsGroup"].astype(int).tolist()
-        lacking = sorted(set(groups) - set(lut))
-        if lacking:
-            raise InputError(source, f"optics group(s) {lacking} are not in the optics block")
-        return np.array([lut[g] for g in groups], dtype=np.float64)
-    return np.full(len(particles), float(optics[col].iloc[0]))
+    """Per-particle pixel size (Å) of the coordinates, from the particles or the optics block.
+
+    RELION 4/5 tomography files give rlnTomoTiltSeriesPixelSize; RELION 3.1 and
+    Warp files give the coordinates' pixel size as rlnMicrographPixelSize, or
+    only as rlnImagePixelSize (optics) / rlnPixelSize (particles), in that
+    order of preference. Returns None when none is present.
+    """
+    for col in _PIXEL_SIZE_COLUMNS:
+        if col in particles.columns:
+            return particles[col].to_numpy(np.float64)
+        if optics is None or col not in optics.columns:
+            continue
+        if "rlnOpticsGroup" in particles.columns and "rlnOpticsGroup" in optics.columns:
+            lut = dict(
+                zip(optics["rlnOpticsGroup"].astype(int), optics[col].astype(float), strict=True)
+            )
+            groups = particles["rlnOpticsGroup"].astype(int).tolist()
+            lacking = sorted(set(groups) - set(lut))
+            if lacking:
+                raise InputError(source, f"optics group(s) {lacking} are not in the optics block")
+            return np.array([lut[g] for g in groups], dtype=np.float64)
+        return np.full(len(particles), float(optics[col].iloc[0]))
+    return None
+
+
+_PIXEL_SIZE_COLUMNS = (
+    "rlnTomoTiltSeriesPixelSize",
+    "rlnMicrographPixelSize",
+    "rlnImagePixelSize",
+    "rlnPixelSize",
+)
 
 
 def relion_particles_to_table(
@@ -286,7 +301,8 @@ def relion_particles_to_table(
         if apix is None:
             raise InputError(
                 source,
-                "rlnOrigin*Angst needs rlnTomoTiltSeriesPixelSize (optics or particles block)",
+                "rlnOrigin*Angst needs a pixel size (rlnTomoTiltSeriesPixelSize, "
+                "rlnMicrographPixelSize, rlnImagePixelSize or rlnPixelSize) in the optics or particles block",
             )
         origin_px = np.stack(
             [particles[c].to_numpy(np.float64) if c in cols else np.zeros(n) for c in angst], axis=1

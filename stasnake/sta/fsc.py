@@ -206,6 +206,15 @@ def soft_spherical_mask(box: int, radius_px: float, edge_px: float) -> np.ndarra
     return (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
 
 
+def describe_resolution(fsc_table: pd.DataFrame, threshold: float) -> str:
+    """``"12.76 Å"``, or ``"beyond Nyquist (10.80 Å)"`` when the curve never drops below ``threshold``."""
+    shells = fsc_table[fsc_table["frequency_per_A"] > 0].dropna(subset=["fsc"])
+    value = resolution_at(fsc_table, threshold)
+    if len(shells) and bool((shells["fsc"] >= threshold).all()):
+        return f"beyond Nyquist ({value:.2f} Å)"
+    return f"{value:.2f} Å"
+
+
 def plot_fsc(fsc_tables: dict, path, thresholds=(0.143, 0.5)) -> None:
     """Plot FSC curves against spatial frequency and write a PNG (atomic).
 
@@ -230,7 +239,8 @@ def plot_fsc(fsc_tables: dict, path, thresholds=(0.143, 0.5)) -> None:
     fmax = 0.0
     for label, tab in fsc_tables.items():
         tab = tab.sort_values("shell") if "shell" in tab else tab
-        res = [f"{t:g}: {resolution_at(tab, t):.2f} Å" for t in thresholds]
+        tab = tab[tab["frequency_per_A"] > 0]  # the DC term carries no resolution information
+        res = [f"{t:g}: {describe_resolution(tab, t)}" for t in thresholds]
         ax.plot(tab["frequency_per_A"], tab["fsc"], label=f"{label} ({', '.join(res)})")
         fmax = max(fmax, float(np.nanmax(tab["frequency_per_A"])))
     for t in thresholds:
