@@ -10,7 +10,7 @@ rule reconstruct_tomogram:
     log:
         "logs/reconstruct_tomogram/{ts}.log",
     benchmark:
-        "benchmarks/reconstruct_tomogram/{ts}.tsv"
+        "logs/benchmarks/reconstruct_tomogram/{ts}.tsv"
     conda:
         "../envs/stasnake.yaml"
     threads: 2
