@@ -90,3 +90,18 @@ def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_mrc(tmp_path / "v.mrc", np.zeros((2, 2, 2)), 1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_slab_writer_header_statistics_match_mrcfile(tmp_path):
+    """Slab-wise header statistics equal mrcfile's whole-volume ones."""
+    rng = np.random.default_rng(5)
+    volume = rng.normal(3.0, 2.0, size=(37, 20, 24)).astype(np.float32)
+    path = tmp_path / "slabs.mrc"
+    with MrcSlabWriter(path, volume.shape, 2.5) as writer:
+        writer.data[:] = volume
+    with mrcfile.open(path) as mrc:
+        header = mrc.header
+        assert float(header.dmin) == pytest.approx(volume.min())
+        assert float(header.dmax) == pytest.approx(volume.max())
+        assert float(header.dmean) == pytest.approx(volume.mean(dtype=np.float64), rel=1e-6)
+        assert float(header.rms) == pytest.approx(volume.std(dtype=np.float64), rel=1e-5)

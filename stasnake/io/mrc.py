@@ -184,6 +184,26 @@ class MrcSlabWriter:
 
     def close(self) -> None:
         """Update header statistics, flush and move the file into place."""
-        self._mrc.update_header_stats()
+        _update_header_stats_by_slab(self._mrc)
         self._mrc.close()
         self._ctx.__exit__(None, None, None)
+
+
+def _update_header_stats_by_slab(mrc, slab: int = 16) -> None:
+    """Set dmin, dmax, dmean and rms from slabs along z.
+
+    mrcfile's ``update_header_stats`` computes ``data.std()`` over the whole
+    memory map, which allocates a full-size temporary and defeats slab-wise
+    writing; this accumulates float64 sums one slab at a time instead.
+    """
+    data = mrc.data
+    n = data.size
+    lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
+    for start in range(0, data.shape[0], slab):
+        block = np.asarray(data[start:start + slab], dtype=np.float64)
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        total += float(block.sum())
+        total_sq += float(np.square(block).sum())
+    mean = total / n
+    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+    mrc.header.rms = float(np.sqrt(max(total_sq / n - mean * mean, 0.0)))
