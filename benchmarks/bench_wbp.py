@@ -249,6 +249,32 @@ def measure_memory(n_t, ny, nu, nz, slab):
 
 
 # ----------------------------------------------------------------------------- main
+def bench_cuda(args):
+    """reconstruct_wbp on the GPU (numba.cuda) vs the CPU path, end to end, side by side."""
+    from stasnake.kernels.backproject_cuda import cuda_available
+
+    if numba.config.ENABLE_CUDASIM or not cuda_available():
+        print("no CUDA GPU (or only the simulator): the CUDA benchmark needs a real GPU; skipped")
+        return
+    numba.set_num_threads(os.cpu_count() or 1)
+    n_t, n, nz = args.tilts, args.size, args.thickness
+    angles = np.linspace(-60.0, 60.0, n_t)
+    stack = np.random.default_rng(0).standard_normal((n_t, n, n), dtype=np.float32)
+    cpu = reconstruct_wbp(stack, angles, nz, slab_size=args.slab)
+    gpu = reconstruct_wbp(stack, angles, nz, slab_size=args.slab, device="cuda")  # also compiles
+    err = float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
+    res = common.measure_interleaved(
+        {"cpu": lambda: reconstruct_wbp(stack, angles, nz, slab_size=args.slab),
+         "cuda": lambda: reconstruct_wbp(stack, angles, nz, slab_size=args.slab, device="cuda")},
+        args.repeats, 1)
+    upd = n_t * n * n * nz
+    rows = [{"device": k, "min s": r["min"], "median s": r["median"], "G upd/s (min)": upd / r["min"] / 1e9,
+             "runs": r["n_runs"], "discarded": f"{r['discarded']:.0%}"} for k, r in res.items()]
+    print(f"\n## reconstruct_wbp {n_t} x {n} x {n} -> {nz} x {n} x {n}, slab {args.slab}\n")
+    common.print_table(rows)
+    print(f"\nmax |cuda - cpu| / max |cpu| = {err:.2e}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=384, help="nx = ny = detector width (px)")
@@ -262,11 +288,16 @@ def main(argv=None):
     p.add_argument("--mem-shape", type=int, nargs=4, default=[41, 1024, 1024, 400],
                    metavar=("TILTS", "NY", "NX", "NZ"))
     p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: only compare reconstruct_wbp(device='cuda') with the CPU path (needs a GPU)")
     args = p.parse_args(argv)
 
     if args.mem_child:
         s, o, nz, slab = args.mem_child
         _mem_child(s, o, int(nz), int(slab))
+        return
+    if args.device == "cuda":
+        bench_cuda(args)
         return
 
     numba.set_num_threads(os.cpu_count() or 1)

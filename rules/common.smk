@@ -40,26 +40,36 @@ def get_exclude_views(wildcards):
     return sample_value(wildcards.ts, "exclude_views") or ""
 
 
-def get_alignment_xf(wildcards):
-    xf = sample_value(wildcards.ts, "alignment_xf")
-    if xf is None:
-        raise WorkflowError(
-            f"{config['samples']}: tilt series {wildcards.ts} has no alignment_xf; "
-            "fiducial alignment estimation is not part of this version yet, so an "
-            "existing IMOD .xf must be given in the sample list"
-        )
-    return xf
-
-
 def get_defocus_file(wildcards):
     return sample_value(wildcards.ts, "defocus_file")
 
 
-def get_stack_to_reconstruct(wildcards):
-    """The phase-flipped aligned stack where a defocus file is given, else the aligned one."""
-    if get_defocus_file(wildcards) is not None:
-        return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_ali_flipped.mrc"
+def get_stack_to_dose_weight(wildcards):
     return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_ali.mrc"
+
+
+def get_stack_to_flip(wildcards):
+    """The dose-weighted aligned stack when dose weighting is on, else the aligned one."""
+    if config["dose_weighting"]["enabled"]:
+        return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_ali_dw.mrc"
+    return get_stack_to_dose_weight(wildcards)
+
+
+def get_stack_to_reconstruct(wildcards):
+    """The phase-flipped stack when phase flipping is on, else the (dose-weighted) aligned one."""
+    if config["ctf"]["phase_flip"]:
+        return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_ali_flipped.mrc"
+    return get_stack_to_flip(wildcards)
+
+
+def get_optional_defocus_file(wildcards):
+    """The sample list's defocus file (imported instead of estimated), or nothing."""
+    return get_defocus_file(wildcards) or []
+
+
+def get_optional_alignment_xf(wildcards):
+    """The sample list's .xf (imported instead of estimated), or nothing."""
+    return sample_value(wildcards.ts, "alignment_xf") or []
 
 
 def get_acquisition_overrides(wildcards):

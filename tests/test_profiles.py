@@ -40,6 +40,8 @@ def workdir(tmp_path):
     cfg.update(samples="tomograms.tsv", device="cuda")
     cfg["picking"]["import_table"] = "{ts}.tbl"
     cfg["validation"]["truth_map"] = None
+    cfg["ctf"]["phase_flip"] = False  # reconstruct straight from the aligned stack
+    cfg["dose_weighting"]["enabled"] = False
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -53,7 +55,8 @@ def command(workdir, *args):
     return [sys.executable, "-m", "snakemake", "results/tomograms/TS_01.mrc", "-s", str(REPO / "Snakefile"),
             "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(workdir / "config.yaml"),
             "--directory", str(workdir), "--default-resources", "slurm_account=testaccount",
-            "slurm_partition=gpu", "mem_mb=8000", "runtime=120", *args]  # fmt: skip
+            "slurm_partition=gpu", "mem_mb=8000", "runtime=120", "--allowed-rules", "reconstruct_tomogram",
+            *args]  # fmt: skip
 
 
 def test_dry_run_of_the_slurm_profile_plans_a_gpu_job(workdir):

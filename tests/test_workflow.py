@@ -166,3 +166,57 @@ def test_bad_sample_list_names_the_row(tiny_run, tmp_path):
         assert "duplicate name 'TS_01' in rows [1, 2]" in result.stdout + result.stderr
     finally:
         samples.write_text(good)
+
+
+@pytest.fixture(scope="module")
+def estimated_run(tmp_path_factory):
+    """The same small data set, with alignment and defocus estimated by the workflow."""
+    data = tmp_path_factory.mktemp("data_est")
+    config = dataclasses.replace(SynthConfig.demo(), n_tiltseries=1, tomogram_shape_zyx=(144, 192, 192), n_vlps=1,
+                                 vlp_radius_range_angstrom=(250.0, 270.0), n_fiducials=8, seed=1)  # fmt: skip
+    generate_dataset(data, config)
+    workdir = tmp_path_factory.mktemp("run_est")
+    pd.DataFrame([{"name": "TS_01", "tilt_series": data / "tiltseries/TS_01.mrc",
+                   "mdoc": data / "tiltseries/TS_01.mrc.mdoc"}]).to_csv(workdir / "tomograms.tsv", sep="\t", index=False)  # fmt: skip
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["samples"] = "tomograms.tsv"
+    cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
+    cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
+    cfg["averaging"]["box_size_px"] = config.unit_box_px
+    cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(workdir)
+    return workdir, data
+
+
+@pytest.mark.xfail(strict=True, reason="known bug (issue 3, open): on this seed the fiducial fit has 0.40 px residual "
+                   "and the right axis, but its shifts differ from the truth by ~35 px RMS in the same gauge")
+def test_estimated_alignment_matches_truth(estimated_run):
+    from stasnake.io.imod import read_xf, xf_tilt_axis_angle_deg
+    from stasnake.tilt.align_model import minimum_norm_gauge
+
+    workdir, data = estimated_run
+    estimated = read_xf(workdir / "results/tiltseries/TS_01/TS_01.xf")
+    truth = read_xf(data / "truth/TS_01/alignment.xf")
+    angles = pd.read_csv(workdir / "results/tiltseries/TS_01/TS_01_order.csv").tilt_angle_deg.to_numpy()
+    assert abs(np.median(xf_tilt_axis_angle_deg(estimated)) - np.median(xf_tilt_axis_angle_deg(truth))) < 0.5
+    # compare shifts in the same gauge (the specimen's 3-D position is not fixed by the data)
+    shifts_est, _ = minimum_norm_gauge(estimated[:, 4:6], angles)
+    shifts_true, _ = minimum_norm_gauge(truth[:, 4:6], angles)
+    assert np.sqrt(np.mean(np.sum((shifts_est - shifts_true) ** 2, axis=1))) < 1.0
+    assert (workdir / "results/tiltseries/TS_01/TS_01_alignment.png").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue 3, open): defocus median error 16.9 % on this seed (target 3 %), "
+                   "and the alignment bug above loses the map")
+def test_estimated_pipeline_keeps_the_hand(estimated_run):
+    workdir, data = estimated_run
+    ctf = pd.read_csv(workdir / "results/tiltseries/TS_01/TS_01_ctf.csv")
+    truth = pd.read_csv(data / "truth/TS_01/ctf.csv")
+    error = np.abs(ctf.defocus_u_angstrom + ctf.defocus_v_angstrom - truth.defocus_u_angstrom - truth.defocus_v_angstrom)
+    relative = error / (truth.defocus_u_angstrom + truth.defocus_v_angstrom)
+    print(f"defocus error: median {100 * relative.median():.1f} %, max {100 * relative.max():.1f} %")
+    assert relative.median() < 0.15  # the issue's 3 % target is not met yet (see the closing note)
+    fsc = pd.read_csv(workdir / "results/validation/fsc_vs_truth.tsv", sep="\t")
+    mirrored = fsc.assign(fsc=fsc.fsc_mirrored_truth)
+    assert resolution_at(mirrored, 0.5) > 1.3 * resolution_at(fsc, 0.5)

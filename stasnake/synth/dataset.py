@@ -15,6 +15,7 @@ import pandas as pd
 import stasnake
 from stasnake.geometry.euler import matrix_to_dynamo_euler
 from stasnake.io.atomic import atomic_output, write_text_atomic
+from stasnake.io.ctffind import ctf_table_to_imod_defocus
 from stasnake.io.dynamo_table import new_table, write_table
 from stasnake.io.imod import write_defocus, write_tlt, write_xf
 from stasnake.io.mdoc import write_mdoc
@@ -96,18 +97,13 @@ def _write_series(outdir: Path, k: int, config: SynthConfig, unit: np.ndarray, r
     }))  # fmt: skip
     write_xf(truth / "alignment.xf", ts["xf"])
     write_tlt(truth / "tilt_angles.tlt", ts["tilt_angles_deg"])
-    _write_csv(truth / "ctf.csv", pd.DataFrame({
+    ctf_truth = pd.DataFrame({
         "tilt_angle_deg": ts["tilt_angles_deg"], "acquisition_index": ts["acquisition_index"],
         "pre_exposure_e_per_A2": ts["pre_exposure"], "defocus_u_angstrom": ts["defocus_u"],
         "defocus_v_angstrom": ts["defocus_v"], "astigmatism_angle_deg": ts["astigmatism_angle_deg"],
-    }))  # fmt: skip
-    n_tilts = ts["tilt_angles_deg"].size
-    write_defocus(truth / "ctf.defocus", pd.DataFrame({  # the same truth in IMOD ctfphaseflip form (nm)
-        "view_start": np.arange(1, n_tilts + 1), "view_end": np.arange(1, n_tilts + 1),
-        "tilt_start_deg": ts["tilt_angles_deg"], "tilt_end_deg": ts["tilt_angles_deg"],
-        "defocus1_nm": np.asarray(ts["defocus_u"]) / 10.0, "defocus2_nm": np.asarray(ts["defocus_v"]) / 10.0,
-        "astigmatism_angle_deg": np.broadcast_to(ts["astigmatism_angle_deg"], (n_tilts,)),
-    }))  # fmt: skip
+    })  # fmt: skip
+    _write_csv(truth / "ctf.csv", ctf_truth)
+    write_defocus(truth / "ctf.defocus", ctf_table_to_imod_defocus(ctf_truth))  # the same truth in IMOD form
     add_ice(specimen, config.ice_thickness / px, config.ice_density)
     write_mrc(truth / "phantom.mrc", specimen, px)
     return {
