@@ -19,7 +19,7 @@ alignment_xf               no        an existing IMOD .xf for the sorted full st
                                      when given it replaces alignment estimation
 defocus_file               no        an existing IMOD .defocus (ctfplotter, or CTFFIND
                                      converted) for the sorted full stack; when given
-                                     the aligned stack is phase-flipped
+                                     it replaces CTF estimation
 =========================  ========  ==================================================
 
 Relative paths are relative to the folder Snakemake runs in (the repository root).
