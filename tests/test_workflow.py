@@ -45,6 +45,17 @@ def write_samples(workdir: Path, data: Path, names) -> Path:
     return path
 
 
+def write_run_config(workdir: Path, data: Path, config: SynthConfig) -> None:
+    """The default config pointed at a synthetic data set and its truth."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["samples"] = "tomograms.tsv"
+    cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
+    cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
+    cfg["averaging"]["box_size_px"] = config.unit_box_px
+    cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """Two small tilt series (the demo's sampling, one VLP each); the sample list names only the first."""
@@ -54,13 +65,7 @@ def tiny_run(tmp_path_factory):
     generate_dataset(data, config)
     workdir = tmp_path_factory.mktemp("run")
     write_samples(workdir, data, ["TS_01"])
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["samples"] = "tomograms.tsv"
-    cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
-    cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
-    cfg["averaging"]["box_size_px"] = config.unit_box_px
-    cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_run_config(workdir, data, config)
     snakemake(workdir)
     return workdir, data, config
 
@@ -178,13 +183,7 @@ def estimated_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run_est")
     pd.DataFrame([{"name": "TS_01", "tilt_series": data / "tiltseries/TS_01.mrc",
                    "mdoc": data / "tiltseries/TS_01.mrc.mdoc"}]).to_csv(workdir / "tomograms.tsv", sep="\t", index=False)  # fmt: skip
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["samples"] = "tomograms.tsv"
-    cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
-    cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
-    cfg["averaging"]["box_size_px"] = config.unit_box_px
-    cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_run_config(workdir, data, config)
     snakemake(workdir)
     return workdir, data
 
