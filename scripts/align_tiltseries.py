@@ -1,7 +1,5 @@
 """Rule align_tiltseries: fiducial alignment (or the bead-free fallback, or an imported IMOD .xf)."""
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -9,35 +7,16 @@ from stasnake.io.atomic import write_text_atomic
 from stasnake.io.imod import read_tlt, read_xf, write_xf, xf_tilt_axis_angle_deg
 from stasnake.io.mrc import read_mrc, write_mrc
 from stasnake.tilt.align_model import fit_projection_model, format_alignment_report, model_to_xf
-from stasnake.tilt.align_plot import plot_alignment
+from stasnake.tilt.align_plot import plot_alignment, plot_alignment_shifts
 from stasnake.tilt.align_stack import apply_xf
 from stasnake.tilt.align_xcorr import align_by_cross_correlation
 from stasnake.tilt.fiducials import track_beads
+from stasnake.tilt.importing import read_acquisition
 from stasnake.workflow import log, run_rule
 
 
-def _plot_xf_only(path, xf, angles, title):
-    """Shifts of an imported or cross-correlation alignment (no residuals to show)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from stasnake.io.atomic import atomic_output
-
-    fig = Figure(figsize=(6.4, 3.6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(angles, xf[:, 4], "o-", label="DX")
-    ax.plot(angles, xf[:, 5], "s-", label="DY")
-    ax.set_xlabel("tilt angle (deg)")
-    ax.set_ylabel("shift (px)")
-    ax.set_title(title)
-    ax.legend()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
 def main(smk):
-    acq = json.loads(open(smk.input.acquisition).read())
+    acq = read_acquisition(smk.input.acquisition)
     order = pd.read_csv(smk.input.order)
     angles = read_tlt(smk.input.tlt)
     stack, apix = read_mrc(smk.input.stack)
@@ -47,12 +26,12 @@ def main(smk):
         # The imported .xf has one line per view of the full sorted stack (excluded views included).
         xf = read_xf(smk.input.xf, n_expected=acq["n_views_raw"])[order.full_sorted_index.to_numpy()]
         report = f"{name}: alignment imported from {smk.input.xf}\n"
-        _plot_xf_only(smk.output.plot, xf, angles, f"{name}: imported .xf")
+        plot_alignment_shifts(smk.output.plot, xf, angles, f"{name}: imported .xf")
     elif p["method"] == "xcorr":
         result = align_by_cross_correlation(stack, angles, acq["tilt_axis_angle_deg"])
         xf, report = result["xf"], f"{name}: {result['status']}\n"
         log.warning("%s", result["status"])
-        _plot_xf_only(smk.output.plot, xf, angles, f"{name}: cross-correlation (fallback)")
+        plot_alignment_shifts(smk.output.plot, xf, angles, f"{name}: cross-correlation (fallback)")
     else:
         bead_px = p["bead_diameter_angstrom"] / apix
         tracks = track_beads(stack, angles, bead_px, acq["tilt_axis_angle_deg"], source=smk.input.stack)

@@ -1,16 +1,15 @@
 """Rule correct_ctf: strip-based phase flipping along the defocus gradient of each tilt."""
 
-import json
-
 from stasnake.errors import InputError
 from stasnake.io.imod import read_defocus, read_tlt
 from stasnake.io.mrc import read_mrc, write_mrc
 from stasnake.tilt.ctf_correct import defocus_from_imod, phase_flip_stack_strips
+from stasnake.tilt.importing import read_acquisition
 from stasnake.workflow import log, run_rule, threads
 
 
 def main(smk):
-    acquisition = json.loads(open(smk.input.acquisition).read())
+    acquisition = read_acquisition(smk.input.acquisition)
     angles = read_tlt(smk.input.tlt)
     defocus = defocus_from_imod(read_defocus(smk.input.defocus))
     stack, apix = read_mrc(smk.input.aligned)

@@ -1,7 +1,5 @@
 """Rule estimate_ctf: per-tilt defocus (estimated, or imported from the sample list's IMOD file)."""
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -13,6 +11,7 @@ from stasnake.io.mrc import read_mrc
 from stasnake.tilt.ctf_correct import defocus_from_imod
 from stasnake.tilt.ctf_estimate import estimate_tilt_series_ctf, flag_outliers
 from stasnake.tilt.ctf_plot import plot_ctf_series
+from stasnake.tilt.importing import read_acquisition
 from stasnake.workflow import log, run_rule
 
 
@@ -30,7 +29,7 @@ def imported_ctf(path, order, angles, n_views, outlier_fraction):
 
 
 def main(smk):
-    acq = json.loads(open(smk.input.acquisition).read())
+    acq = read_acquisition(smk.input.acquisition)
     order = pd.read_csv(smk.input.order)
     angles = read_tlt(smk.input.tlt)
     p = smk.params.ctf

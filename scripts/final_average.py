@@ -23,7 +23,7 @@ from stasnake.workflow import log, run_rule
 
 def main(smk):
     n_sym = symmetry_order(smk.params.symmetry)
-    sums = {"all": 0.0, "half1": 0.0, "half2": 0.0}
+    sums = {"half1": 0.0, "half2": 0.0}
     counts = dict.fromkeys(sums, 0)
     tables = []
     for particles_path, table_path in zip(smk.input.particles, smk.input.tables, strict=True):
@@ -31,13 +31,14 @@ def main(smk):
         table = read_table(table_path)
         tables.append(table)
         matrices, shifts = table_poses(table)
-        half1, half2 = split_even_odd(table)
-        for name, sel in (("all", np.ones(len(table), bool)), ("half1", half1), ("half2", half2)):
+        for name, sel in zip(sums, split_even_odd(table), strict=True):
             if sel.any():
                 idx = np.flatnonzero(sel)
                 avg = average_particles(particles[idx], matrices[idx], shifts[idx], symmetry=n_sym)
                 sums[name] = sums[name] + avg * len(idx)
                 counts[name] += len(idx)
+    # averaging is linear: the full map is the count-weighted sum of the two halves
+    sums["all"], counts["all"] = sums["half1"] + sums["half2"], counts["half1"] + counts["half2"]
     maps = {name: -sums[name] / max(counts[name], 1) for name in sums}  # protein-bright
     write_mrc(smk.output.final, maps["all"], apix)
     write_mrc(smk.output.half1, maps["half1"], apix)

@@ -42,6 +42,7 @@ from stasnake.geometry.euler import (
     relion_euler_to_matrix,
 )
 from stasnake.io.dynamo_table import new_table
+from stasnake.sta.tables import half_set
 
 _XYZ = ("X", "Y", "Z")
 
@@ -150,7 +151,7 @@ def table_to_relion_particles(
         parts["rlnObjectNumber"] = table["reg"].to_numpy().astype(np.int64)
     parts["rlnOpticsGroup"] = np.ones(n, dtype=np.int64)
     if half_sets:
-        parts["rlnRandomSubset"] = tags % 2 + 1
+        parts["rlnRandomSubset"] = half_set(tags)
     optics = pd.DataFrame(
         {"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
          "rlnTomoTiltSeriesPixelSize": [float(pixel_size_angstrom)]}

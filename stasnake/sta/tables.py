@@ -63,14 +63,18 @@ def prepare_crop_table(
     return out
 
 
-def split_even_odd(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks of half 1 (even tags) and half 2 (odd tags).
+def half_set(tags) -> np.ndarray:
+    """Gold-standard half (1 or 2) of each tag: RELION's ``rlnRandomSubset`` = tag % 2 + 1.
 
-    Half k is RELION's ``rlnRandomSubset`` k = tag % 2 + 1, the rule the RELION
-    export uses (``stasnake.geometry.relion``), so ``half1_unfil.mrc`` is the
-    average of subset 1.
+    Even tags form half 1, odd tags half 2; the RELION export and the
+    half-maps use this one rule.
     """
-    half1 = (table["tag"].to_numpy() % 2 + 1) == 1
+    return np.asarray(tags, dtype=np.int64) % 2 + 1
+
+
+def split_even_odd(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of half 1 (even tags) and half 2 (odd tags), see :func:`half_set`."""
+    half1 = half_set(table["tag"].to_numpy()) == 1
     return half1, ~half1
 
 

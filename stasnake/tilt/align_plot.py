@@ -75,3 +75,27 @@ def plot_alignment(path, result: dict, tilt_angles_deg, title: str = "", vector_
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def plot_alignment_shifts(path, xf, tilt_angles_deg, title: str = "") -> None:
+    """PNG of the .xf shifts (DX, DY, pixels) against tilt angle, for alignments without beads.
+
+    Used for imported ``.xf`` files and the cross-correlation fallback, which
+    have no residuals to show (atomic write, Agg backend).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from stasnake.io.atomic import atomic_output
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(tilt_angles_deg, xf[:, 4], "o-", label="DX")
+    ax.plot(tilt_angles_deg, xf[:, 5], "s-", label="DY")
+    ax.set_xlabel("tilt angle (deg)")
+    ax.set_ylabel("shift (px)")
+    ax.set_title(title)
+    ax.legend()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")

@@ -9,6 +9,7 @@ taken, counting every earlier exposure including excluded views).
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 
@@ -215,3 +216,9 @@ def plan_import(header: dict, sections: pd.DataFrame, n_images: int, overrides: 
     if excluded:
         log.info("excluded views at tilt angles %s", excluded)
     return order, acq
+
+
+def read_acquisition(path) -> dict:
+    """The ``{ts}_acquisition.json`` written at import (see :func:`plan_import`)."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
