@@ -6,6 +6,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from stasnake.errors import InputError
+from stasnake.io.mdoc import read_mdoc
+from stasnake.tilt.movie_files import find_movies
 from stasnake.validation.samples import load_samples
 
 validate(config, "../config/schema/config.schema.yaml")
@@ -29,7 +31,33 @@ def sample_value(ts, column):
 
 
 def get_raw_stack(wildcards):
+    """The sample list's stack, or the motion-corrected sums of its movies."""
+    if sample_value(wildcards.ts, "movies") is not None:
+        return f"results/tiltseries/{wildcards.ts}/{wildcards.ts}_motioncorr.mrc"
     return sample_value(wildcards.ts, "tilt_series")
+
+
+def get_movie_folder(wildcards):
+    return sample_value(wildcards.ts, "movies")
+
+
+def get_movie_files(wildcards):
+    """The movies the mdoc names, so that Snakemake tracks them; a problem is left
+    for the job to report (naming the mdoc and file) so other tilt series go on."""
+    try:
+        _, sections = read_mdoc(get_mdoc(wildcards))
+        return [
+            str(p)
+            for p in find_movies(
+                sections, get_movie_folder(wildcards), get_mdoc(wildcards)
+            )
+        ]
+    except InputError:
+        return []
+
+
+def get_optional_gain_reference(wildcards):
+    return sample_value(wildcards.ts, "gain_reference") or []
 
 
 def get_mdoc(wildcards):

@@ -1,4 +1,37 @@
-# Tilt series: import (sort by tilt angle, acquisition order, dose) and alignment.
+# Tilt series: motion correction of movies, import (sort by tilt angle, acquisition
+# order, dose), CTF estimation, alignment, dose weighting and CTF correction.
+
+
+rule correct_motion:
+    input:
+        mdoc=get_mdoc,
+        movies=get_movie_files,
+        gain=get_optional_gain_reference,
+    output:
+        stack="results/tiltseries/{ts}/{ts}_motioncorr.mrc",
+        even="results/tiltseries/{ts}/{ts}_motioncorr_even.mrc",
+        odd="results/tiltseries/{ts}/{ts}_motioncorr_odd.mrc",
+        drift="results/tiltseries/{ts}/{ts}_drift.csv",
+        plot=report(
+            "results/tiltseries/{ts}/{ts}_drift.png",
+            caption="../report/motion.rst",
+            category="Tilt series",
+            subcategory="{ts}",
+        ),
+    log:
+        "logs/correct_motion/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        movies=get_movie_folder,
+        overrides=get_acquisition_overrides,
+        motion=config["motion"],
+    script:
+        "../scripts/correct_motion.py"
 
 
 rule import_tiltseries:

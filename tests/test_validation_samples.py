@@ -74,3 +74,32 @@ def test_wrong_types(files, column, value, expected):
     path = write(files, f"{HEADER}\t{column}\nTS_01\t{files}/a.mrc\t{files}/a.mdoc\t{value}\n")
     with pytest.raises(InputError, match=expected):
         load_samples(path)
+
+
+def test_movie_rows(files):
+    (files / "frames").mkdir()
+    (files / "gain.mrc").write_text("x")
+    path = write(files, "name\tmovies\tmdoc\tgain_reference\n"
+                        f"TS_01\t{files}/frames\t{files}/a.mdoc\t{files}/gain.mrc\n")  # fmt: skip
+    samples = load_samples(path)
+    assert samples.loc["TS_01", "tilt_series"] is None
+    assert samples.loc["TS_01", "movies"] == f"{files}/frames"
+
+
+@pytest.mark.parametrize(
+    "header, body, expected",
+    [
+        ("name\ttilt_series\tmovies\tmdoc", "TS_01\t{d}/a.mrc\t{d}/frames\t{d}/a.mdoc",
+         "row 1 (TS_01): give exactly one of 'tilt_series'"),
+        ("name\ttilt_series\tmovies\tmdoc", "TS_01\t\t\t{d}/a.mdoc", "give exactly one of"),
+        ("name\tmovies\tmdoc", "TS_01\t{d}/a.mrc\t{d}/a.mdoc", "movies '{d}/a.mrc' is not a folder"),
+        ("name\tmovies\tmdoc", "TS_01\t{d}/nothere\t{d}/a.mdoc", "movies folder '{d}/nothere' does not exist"),
+        ("name\ttilt_series\tmdoc\tgain_reference", "TS_01\t{d}/a.mrc\t{d}/a.mdoc\t{d}/b.mrc",
+         "'gain_reference' is only used with 'movies'"),
+    ],
+)  # fmt: skip
+def test_bad_movie_rows(files, header, body, expected):
+    (files / "frames").mkdir()
+    path = write(files, header + "\n" + body.format(d=files) + "\n")
+    with pytest.raises(InputError, match=re.escape(expected.format(d=files))):
+        load_samples(path)

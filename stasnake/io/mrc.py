@@ -178,10 +178,12 @@ class MrcSlabWriter:
         Storage mode.
     drop_cache : bool
         Flush and drop written pages from the page cache after every slab.
+    stack : bool
+        Mark the file as an image stack (tilt series, ``ispg = 0``) rather than a volume.
     """
 
     def __init__(self, path, shape, pixel_size_angstrom: float, dtype: str = "float32",
-                 drop_cache: bool = True):
+                 drop_cache: bool = True, stack: bool = False):
         if dtype not in _WRITE_DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_WRITE_DTYPES)}, not {dtype!r}")
         self.shape = tuple(int(s) for s in shape)
@@ -198,6 +200,8 @@ class MrcSlabWriter:
             # header + sparse data block of the right size; the data are written below
             with mrcfile.new_mmap(self._tmp, shape=self.shape, mrc_mode=2 if dtype == "float32" else 12,
                                   overwrite=True) as mrc:
+                if stack:
+                    mrc.set_image_stack()
                 mrc.voxel_size = float(pixel_size_angstrom)
                 self._data_offset = int(mrc.header.nbytes) + int(mrc.header.nsymbt)
                 self._header = mrc.header.copy()

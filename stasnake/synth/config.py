@@ -16,6 +16,9 @@ class SynthConfig:
     to noise over the whole first (zero-tilt) image; later images have less
     signal (radiation damage, thicker ice). ``height_bin_angstrom`` is the
     width of the beam-height slabs that get their own defocus.
+    ``movie_frames`` > 0 also writes every raw tilt image as a dose-fractionated
+    movie (frames drift by ``movie_drift_px`` in all, divided by a gain
+    reference), for the motion-correction stage.
     """
 
     seed: int = 0
@@ -54,6 +57,8 @@ class SynthConfig:
     snr: float = 0.5
     height_bin_angstrom: float = 250.0
     margin_px: int = 6
+    movie_frames: int = 0  # > 0: also write each tilt as a drifting movie of this many frames
+    movie_drift_px: float = 4.0  # length of each movie's drift path (pixels)
 
     @classmethod
     def demo(cls) -> SynthConfig:

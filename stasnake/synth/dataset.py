@@ -21,6 +21,7 @@ from stasnake.io.imod import write_defocus, write_tlt, write_xf
 from stasnake.io.mdoc import write_mdoc
 from stasnake.io.mrc import write_mrc
 from stasnake.synth.config import SynthConfig
+from stasnake.synth.movies import simulate_movie
 from stasnake.synth.phantom import add_ice, place_fiducials, place_vlps, render_specimen
 from stasnake.synth.tiltseries import simulate_tiltseries, tilt_angles
 from stasnake.synth.unit import unit_map
@@ -64,10 +65,50 @@ def _mdoc(name: str, ts: dict, shape_zyx, config: SynthConfig) -> tuple[dict, pd
         "Binning": 1,
         "DateTime": [(start + datetime.timedelta(seconds=60 * k)).strftime("%d-%b-%y  %H:%M:%S") for k in range(len(order))],
     })  # fmt: skip
+    if config.movie_frames > 0:
+        sections["SubFramePath"] = ["X:\\synthetic\\frames\\" + f for f in movie_names(name, ts, config)]
+        sections["NumSubFrames"] = config.movie_frames
+        sections["FrameDosesAndNumber"] = f"{config.dose_per_tilt_e_per_A2 / config.movie_frames:.5g} {config.movie_frames}"
     return header, sections
 
 
-def _write_series(outdir: Path, k: int, config: SynthConfig, unit: np.ndarray, rng: np.random.Generator) -> dict:
+GAIN_FLIP = "y"  # the synthetic gain file is stored upside down: motion correction needs flip "y"
+
+
+def movie_names(name: str, ts: dict, config: SynthConfig) -> list[str]:
+    """Movie file names in acquisition order, SerialEM style ``{ts}_{index:03d}_{tilt:.1f}.mrc``."""
+    return [f"{name}_{k:03d}_{ts['tilt_angles_deg'][i]:.1f}.mrc" for k, i in enumerate(ts["order"])]
+
+
+def synthetic_gain(shape_yx, seed: int) -> np.ndarray:
+    """A camera gain reference in frame orientation: 5 % pixel-to-pixel variation plus a smooth ramp."""
+    rng = np.random.default_rng([seed, 0, 1])
+    ny, nx = shape_yx
+    ramp = 0.1 * np.linspace(-1.0, 1.0, nx)[None, :] + 0.05 * np.linspace(-1.0, 1.0, ny)[:, None]
+    return (1.0 + ramp + 0.05 * rng.standard_normal((ny, nx))).astype(np.float32)
+
+
+def _write_movies(outdir: Path, name: str, k: int, ts: dict, config: SynthConfig, gain: np.ndarray) -> None:
+    """Each noise-free raw image as a drifting Poisson movie; the drift truth in truth/{name}/drift.csv.
+
+    The expected counts of the frames sum to the raw image's (dose and
+    attenuation as in the stack); a separate random stream keeps the rest of
+    the data set identical with and without movies.
+    """
+    rng = np.random.default_rng([config.seed, k, 2])
+    px = config.pixel_size_angstrom
+    rows = []
+    for z, (filename, image) in enumerate(zip(movie_names(name, ts, config), ts["raw_noise_free"], strict=True)):
+        dose_per_frame = float(image.mean()) / config.movie_frames / px**2
+        frames, shifts = simulate_movie(image, config.movie_frames, dose_per_frame, px, config.movie_drift_px, rng, gain)
+        write_mrc(outdir / "tiltseries" / "frames" / filename, frames, px, stack=True)
+        rows.append(pd.DataFrame({"z_value": z, "frame": np.arange(len(shifts)), "dx_px": shifts[:, 0],
+                                  "dy_px": shifts[:, 1]}))  # fmt: skip
+    _write_csv(outdir / "truth" / name / "drift.csv", pd.concat(rows, ignore_index=True))
+
+
+def _write_series(outdir: Path, k: int, config: SynthConfig, unit: np.ndarray, rng: np.random.Generator,
+                  gain: np.ndarray | None) -> dict:
     name = f"TS_{k:02d}"
     px = config.pixel_size_angstrom
     shape = tuple(config.tomogram_shape_zyx)
@@ -80,6 +121,8 @@ def _write_series(outdir: Path, k: int, config: SynthConfig, unit: np.ndarray, r
     truth = outdir / "truth" / name
     write_mrc(outdir / "tiltseries" / f"{name}.mrc", ts["raw"], px, stack=True)
     write_mdoc(outdir / "tiltseries" / f"{name}.mrc.mdoc", *_mdoc(name, ts, shape, config))
+    if config.movie_frames > 0:
+        _write_movies(outdir, name, k, ts, config, gain)
     table = _particle_table(vlps, shape, k, config, ts["defocus_angstrom"])
     write_table(truth / "particles.tbl", table)
     centre = np.array([nx // 2, ny // 2, nz // 2]) + 1.0
@@ -127,7 +170,11 @@ def generate_dataset(outdir: str | os.PathLike, config: SynthConfig) -> dict:
         ``TS_NN/{particles.tbl, vlps.csv, fiducials.csv, alignment.xf,
         tilt_angles.tlt, ctf.csv, ctf.defocus, phantom.mrc}`` (per-tilt files in sorted
         tilt order; table and csv positions 1-based pixels of the phantom /
-        tomogram box).
+        tomogram box). With ``config.movie_frames > 0`` also
+        ``tiltseries/frames/`` (one MRC movie per tilt, named in the mdoc's
+        ``SubFramePath``, and ``gain.mrc``, stored flipped upside down:
+        correct with flip ``"y"``) and ``truth/TS_NN/drift.csv`` (per mdoc
+        ``z_value`` and frame, the content shift ``dx_px, dy_px``).
     config : SynthConfig
         All parameters, including the seed.
 
@@ -140,7 +187,11 @@ def generate_dataset(outdir: str | os.PathLike, config: SynthConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     unit = unit_map(config.unit_box_px, config.pixel_size_angstrom, config.lattice_spacing_angstrom)
     write_mrc(outdir / "truth" / "unit_map.mrc", unit, config.pixel_size_angstrom)
-    series = [_write_series(outdir, k, config, unit, rng) for k in range(1, config.n_tiltseries + 1)]
+    gain = None
+    if config.movie_frames > 0:
+        gain = synthetic_gain(config.tomogram_shape_zyx[1:], config.seed)
+        write_mrc(outdir / "tiltseries" / "frames" / "gain.mrc", gain[::-1], config.pixel_size_angstrom)
+    series = [_write_series(outdir, k, config, unit, rng, gain) for k in range(1, config.n_tiltseries + 1)]
     rows = [f"{s['name']}\ttiltseries/{s['name']}.mrc\ttiltseries/{s['name']}.mrc.mdoc\n" for s in series]
     write_text_atomic(outdir / "tomograms.tsv", "name\ttilt_series\tmdoc\n" + "".join(rows))
     manifest = {

@@ -6,8 +6,13 @@ Columns (tab separated, header required):
 column                     required  meaning
 =========================  ========  ==================================================
 name                       yes       tilt-series name, used in every output path
-tilt_series                yes       MRC stack of the tilt images (any order)
-mdoc                       yes       SerialEM .mdoc of that stack
+tilt_series                yes [*]   MRC stack of the tilt images (any order)
+mdoc                       yes       SerialEM .mdoc of that stack (or of the movies)
+movies                     [*]       folder of the tilt movies (MRC or TIFF) named in
+                                     the mdoc's SubFramePath; they are motion
+                                     corrected into the stack
+gain_reference             no        MRC gain reference of the movies (multiplied;
+                                     orientation: config motion.gain_flip/rotate)
 tomo_number                no        Dynamo table ``tomo`` number (default: the
                                      trailing digits of ``name``)
 exclude_views              no        tilt angles (degrees) to drop, comma separated
@@ -22,6 +27,8 @@ defocus_file               no        an existing IMOD .defocus (ctfplotter, or C
                                      it replaces CTF estimation
 =========================  ========  ==================================================
 
+[*] each row gives exactly one of ``tilt_series`` and ``movies``.
+
 Relative paths are relative to the folder Snakemake runs in (the repository root).
 """
 
@@ -35,8 +42,11 @@ import pandas as pd
 
 from stasnake.errors import InputError
 
-REQUIRED_COLUMNS = ("name", "tilt_series", "mdoc")
+REQUIRED_COLUMNS = ("name", "mdoc")
 OPTIONAL_COLUMNS = {
+    "tilt_series": "str",
+    "movies": "str",
+    "gain_reference": "str",
     "tomo_number": "int",
     "exclude_views": "str",
     "pixel_size_angstrom": "float",
@@ -46,7 +56,7 @@ OPTIONAL_COLUMNS = {
     "alignment_xf": "str",
     "defocus_file": "str",
 }
-PATH_COLUMNS = ("tilt_series", "mdoc", "alignment_xf", "defocus_file")
+PATH_COLUMNS = ("tilt_series", "mdoc", "movies", "gain_reference", "alignment_xf", "defocus_file")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -140,6 +150,10 @@ def load_samples(path: str | os.PathLike, check_files: bool = True) -> pd.DataFr
                     parse_exclude_views(value)
             except ValueError:
                 raise _row_error(path, i, name, f"column {col!r}: {value!r} is not a valid {kind if col != 'exclude_views' else 'list of tilt angles'}") from None
+        if (out["tilt_series"] is None) == (out["movies"] is None):
+            raise _row_error(path, i, name, "give exactly one of 'tilt_series' (a stack) and 'movies' (a folder of movies)")
+        if out["gain_reference"] is not None and out["movies"] is None:
+            raise _row_error(path, i, name, "'gain_reference' is only used with 'movies'")
         for col in ("pixel_size_angstrom", "dose_per_tilt_e_per_A2", "thickness_px"):
             if out[col] is not None and out[col] <= 0:
                 raise _row_error(path, i, name, f"column {col!r} must be positive, got {out[col]}")
@@ -150,7 +164,9 @@ def load_samples(path: str | os.PathLike, check_files: bool = True) -> pd.DataFr
         if check_files:
             for col in PATH_COLUMNS:
                 if out[col] is not None and not Path(out[col]).exists():
-                    raise _row_error(path, i, name, f"{col} file {out[col]!r} does not exist")
+                    raise _row_error(path, i, name, f"{col} {'folder' if col == 'movies' else 'file'} {out[col]!r} does not exist")
+            if out["movies"] is not None and not Path(out["movies"]).is_dir():
+                raise _row_error(path, i, name, f"movies {out['movies']!r} is not a folder")
         records.append(out)
 
     samples = pd.DataFrame.from_records(records).astype(object)
