@@ -1,5 +1,6 @@
 # Config and sample-list validation, wildcard constraints and input functions.
 # Anything non-trivial lives in stasnake.validation where pytest can reach it.
+import math
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -26,8 +27,13 @@ wildcard_constraints:
 
 
 def sample_value(ts, column):
-    """One sample-list value (None where the row leaves it empty)."""
-    return SAMPLES.loc[ts, column]
+    """One sample-list value (None where the row leaves it empty; validate() turns None into NaN)."""
+    value = SAMPLES.loc[ts, column]
+    return (
+        None
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else value
+    )
 
 
 def get_raw_stack(wildcards):
@@ -123,6 +129,10 @@ def get_tomo_number(wildcards):
     return int(sample_value(wildcards.ts, "tomo_number"))
 
 
+def get_truth_phantom(wildcards):
+    return config["validation"]["truth_phantom"].format(ts=wildcards.ts)
+
+
 def get_import_table(wildcards):
     return config["picking"]["import_table"].format(ts=wildcards.ts)
 
@@ -145,4 +155,8 @@ def get_final_targets():
     )
     if config["validation"].get("truth_map"):
         targets.append("results/validation/fsc_vs_truth.tsv")
+    if config["validation"].get("truth_phantom"):
+        targets += expand(
+            "results/validation/{ts}_tomogram_vs_truth.tsv", ts=TILT_SERIES
+        )
     return targets

@@ -44,3 +44,26 @@ rule bin_tomogram:
         dtype=config["reconstruction"]["dtype"],
     script:
         "../scripts/bin_tomogram.py"
+
+
+rule tomogram_against_truth:
+    input:
+        tomogram="results/tomograms/{ts}.mrc",
+        phantom=get_truth_phantom,
+    output:
+        table="results/validation/{ts}_tomogram_vs_truth.tsv",
+        plot=report(
+            "results/validation/{ts}_tomogram_vs_truth.png",
+            caption="../report/tomogram_vs_truth.rst",
+            category="Validation",
+        ),
+    log:
+        "logs/tomogram_against_truth/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=10,
+    script:
+        "../scripts/tomogram_against_truth.py"

@@ -9,7 +9,7 @@ from stasnake.io.imod import write_tlt
 from stasnake.io.mdoc import read_mdoc
 from stasnake.io.mrc import read_mrc, write_mrc
 from stasnake.tilt.dark_views import detect_dark_views
-from stasnake.tilt.importing import plan_import
+from stasnake.tilt.importing import check_sections, plan_import
 from stasnake.validation.samples import parse_exclude_views
 from stasnake.workflow import log, run_rule
 
@@ -17,7 +17,7 @@ from stasnake.workflow import log, run_rule
 def main(smk):
     header, sections = read_mdoc(smk.input.mdoc)
     stack, _ = read_mrc(smk.input.stack, mmap=True)
-    sections = sections.sort_values("ZValue").reset_index(drop=True)
+    sections = check_sections(sections, stack.shape[0], smk.input.mdoc, smk.input.stack)
     exclude = parse_exclude_views(smk.params.exclude_views)
     views = detect_dark_views(np.asarray(stack), sections["TiltAngle"].to_numpy(float), source=smk.input.stack,
                               dark_fraction=smk.params.views["dark_fraction"])  # fmt: skip

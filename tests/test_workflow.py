@@ -53,6 +53,7 @@ def write_run_config(workdir: Path, data: Path, config: SynthConfig) -> None:
     cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
     cfg["averaging"]["box_size_px"] = config.unit_box_px
     cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
+    cfg["validation"]["truth_phantom"] = str(data / "truth" / "{ts}" / "phantom.mrc")
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 

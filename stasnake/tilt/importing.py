@@ -173,6 +173,24 @@ def sort_tilts(
     return order.sort_values("tilt_angle_deg", kind="stable").reset_index(drop=True)
 
 
+def check_sections(sections: pd.DataFrame, n_images: int, mdoc_path, stack_path=None) -> pd.DataFrame:
+    """The mdoc's sections sorted by ``ZValue``, checked to describe images 0..n-1 of the stack.
+
+    Raises
+    ------
+    InputError
+        Naming the mdoc (and the stack) when the counts differ or the
+        ZValues are not 0..n-1.
+    """
+    sections = sections.sort_values("ZValue").reset_index(drop=True)
+    stack = f" {stack_path}" if stack_path is not None else ""
+    if len(sections) != n_images:
+        raise InputError(mdoc_path, f"describes {len(sections)} tilts but the stack{stack} has {n_images} images")
+    if not np.array_equal(sections["ZValue"].to_numpy(), np.arange(n_images)):
+        raise InputError(mdoc_path, f"ZValues are not 0..{n_images - 1}, so images cannot be matched to sections")
+    return sections
+
+
 def plan_import(header: dict, sections: pd.DataFrame, n_images: int, overrides: dict, exclude_angles_deg, mdoc_path) -> tuple[pd.DataFrame, dict]:
     """Check an mdoc against its stack and work out the sorted order.
 
@@ -198,11 +216,7 @@ def plan_import(header: dict, sections: pd.DataFrame, n_images: int, overrides: 
         See :func:`acquisition_parameters` (dose array replaced by the scalar
         mean dose per tilt).
     """
-    sections = sections.sort_values("ZValue").reset_index(drop=True)
-    if len(sections) != n_images:
-        raise InputError(mdoc_path, f"describes {len(sections)} tilts but the stack has {n_images} images")
-    if not np.array_equal(sections["ZValue"].to_numpy(), np.arange(n_images)):
-        raise InputError(mdoc_path, f"ZValues are not 0..{n_images - 1}, so images cannot be matched to sections")
+    sections = check_sections(sections, n_images, mdoc_path)
     acq = acquisition_parameters(header, sections, overrides, mdoc_path)
     order = sort_tilts(
         sections["TiltAngle"].to_numpy(dtype=float),
