@@ -50,3 +50,21 @@ def test_plan_import_checks_counts_and_dose():
     assert order.pre_exposure_e_per_A2.max() == 20.0
     with pytest.raises(InputError, match="no tilt-axis angle"):
         plan_import({"PixelSpacing": 5.4}, sections(DOSE_SYMMETRIC), 9, {}, [], "x.mdoc")
+
+
+@pytest.mark.parametrize(
+    "acquired, scheme",
+    [
+        ([-9, -6, -3, 0, 3, 6, 9], "unidirectional"),
+        ([0, 3, 6, 9, -3, -6, -9], "bidirectional"),
+        ([0, -3, -6, -9, 3, 6, 9], "bidirectional, negative branch first"),
+    ],
+)
+def test_pre_exposure_for_each_scheme(acquired, scheme):
+    """Stacks written in acquisition order (SerialEM): pre-exposure = dose x earlier exposures, any scheme."""
+    header = {"PixelSpacing": 5.4, "TiltAxisAngle": 85.3}
+    order, _ = plan_import(header, sections(acquired, dose=2.0), len(acquired), {}, [], "x.mdoc")
+    assert order.tilt_angle_deg.tolist() == sorted(acquired), scheme
+    expected = {a: 2.0 * k for k, a in enumerate(acquired)}
+    assert order.pre_exposure_e_per_A2.tolist() == [expected[a] for a in sorted(acquired)], scheme
+    assert order.raw_index.tolist() == [acquired.index(a) for a in sorted(acquired)], scheme
