@@ -10,7 +10,7 @@ from stasnake.tilt.align_model import fit_projection_model, format_alignment_rep
 from stasnake.tilt.align_plot import plot_alignment, plot_alignment_shifts
 from stasnake.tilt.align_stack import apply_xf
 from stasnake.tilt.align_xcorr import align_by_cross_correlation
-from stasnake.tilt.fiducials import track_beads
+from stasnake.tilt.fiducials import track_beads_with_shifts
 from stasnake.tilt.importing import read_acquisition
 from stasnake.workflow import log, run_rule
 
@@ -34,10 +34,14 @@ def main(smk):
         plot_alignment_shifts(smk.output.plot, xf, angles, f"{name}: cross-correlation (fallback)")
     else:
         bead_px = p["bead_diameter_angstrom"] / apix
-        tracks = track_beads(stack, angles, bead_px, acq["tilt_axis_angle_deg"], source=smk.input.stack)
+        tracks, coarse_shifts = track_beads_with_shifts(stack, angles, bead_px, acq["tilt_axis_angle_deg"],
+                                                        source=smk.input.stack)  # fmt: skip
+        # tilts where no bead is seen clear of its neighbours keep the tracker's shifts
         result = fit_projection_model(tracks, angles, stack.shape[1:], acq["tilt_axis_angle_deg"],
                                       fit_tilt_offset=p["fit_tilt_offset"], fit_magnification=p["fit_magnification"],
-                                      source=smk.input.stack)  # fmt: skip
+                                      fallback_shifts_px=coarse_shifts, source=smk.input.stack)  # fmt: skip
+        for i in result["unobserved_tilts"]:
+            log.warning("no bead observed at %+.1f deg: its shift comes from the tracker's cross-correlation", angles[i])
         xf, report = model_to_xf(result), format_alignment_report(result, angles, name)
         log.info("fiducial alignment: %d beads tracked, residual RMS %.2f px", tracks.shape[0], result["residual_rms_px"])
         plot_alignment(smk.output.plot, result, angles, title=name)

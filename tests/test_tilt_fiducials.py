@@ -12,7 +12,8 @@ from stasnake.io.mdoc import read_mdoc
 from stasnake.io.mrc import read_mrc
 from stasnake.synth.config import SynthConfig
 from stasnake.synth.dataset import generate_dataset
-from stasnake.tilt.fiducials import detect_beads, track_beads
+from stasnake.tilt.align_model import fit_projection_model, minimum_norm_gauge
+from stasnake.tilt.fiducials import detect_beads, track_beads, track_beads_with_shifts
 
 BEAD_DIAMETER_ANGSTROM = 100.0
 
@@ -39,11 +40,8 @@ def true_raw_positions(fid: pd.DataFrame, xf: np.ndarray, angles_deg, shape_zyx)
     return out
 
 
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    config = small_series_config()
-    root = tmp_path_factory.mktemp("fid")
-    generate_dataset(root, config)
+def load_sorted_series(root, config: SynthConfig) -> dict:
+    """TS_01 of a generated data set sorted by tilt angle (as the import rule writes it), with its truth."""
     stack, _ = read_mrc(root / "tiltseries" / "TS_01.mrc")
     _, sections = read_mdoc(root / "tiltseries" / "TS_01.mrc.mdoc")
     angles = sections["TiltAngle"].to_numpy(dtype=float)
@@ -53,7 +51,23 @@ def series(tmp_path_factory):
     stack = np.asarray(stack)[order]
     angles = angles[order]
     truth = true_raw_positions(fid, xf, angles, config.tomogram_shape_zyx)
-    return {"stack": stack, "angles": angles, "truth": truth, "d_px": BEAD_DIAMETER_ANGSTROM / config.pixel_size_angstrom}
+    return {"stack": stack, "angles": angles, "truth": truth, "xf": xf,
+            "d_px": config.bead_diameter_angstrom / config.pixel_size_angstrom}  # fmt: skip
+
+
+def shift_error_px(shifts, xf_true, angles) -> float:
+    """RMS |D_est - D_true| over tilts, both in the minimum-norm gauge (the 3-D position is not observable)."""
+    a, _ = minimum_norm_gauge(shifts, angles)
+    b, _ = minimum_norm_gauge(xf_true[:, 4:], angles)
+    return float(np.sqrt(np.mean(np.sum((a - b) ** 2, axis=1))))
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    config = small_series_config()
+    root = tmp_path_factory.mktemp("fid")
+    generate_dataset(root, config)
+    return load_sorted_series(root, config)
 
 
 def test_detect_beads_subpixel_on_synthetic_discs():
@@ -90,7 +104,7 @@ def test_tracks_follow_the_true_beads(series):
         err = np.linalg.norm(truth - track[None], axis=-1)
         k = int(np.argmin(np.nanmedian(err, axis=1)))
         e = err[k][np.isfinite(err[k])]
-        assert e.size >= 0.5 * n_tilts
+        assert e.size >= 0.25 * n_tilts  # min_track_fraction
         assert np.median(e) < 0.8 and np.mean(e < 1.5) > 0.9, (k, np.round(e, 2))
 
 
@@ -99,4 +113,61 @@ def test_no_beads_raises_input_error():
     stack = rng.poisson(50.0, (5, 96, 96)).astype(np.float32)
     with pytest.raises(InputError) as info:
         track_beads(stack, np.arange(-6, 7, 3.0), 12.0, 85.0, source="TS_07.mrc")
-    assert info.value.source == "TS_07.mrc" and "no gold beads" in info.value.problem
+    assert info.value.source == "TS_07.mrc" and "no gold bead" in info.value.problem
+
+
+def workflow_case_config(seed: int) -> SynthConfig:
+    """The data set of tests/test_workflow.py::estimated_run: 192 x 192 px, 41 tilts, 8 beads of 18.5 px.
+
+    Eight beads and a VLP in a small volume: in projection many beads overlap
+    in many tilts (seed 3: 7 of 8 beads touch another at 0°), and on seed 1
+    pairs of beads come within 1.2 diameters in the same two tilts.
+    """
+    return dataclasses.replace(SynthConfig.demo(), n_tiltseries=1, tomogram_shape_zyx=(144, 192, 192), n_vlps=1,
+                               vlp_radius_range_angstrom=(250.0, 270.0), n_fiducials=8, seed=seed)  # fmt: skip
+
+
+# measured (axis error deg, shift RMS error px, residual px): seed 1: 0.03, 0.14, 0.35; seed 0: 0.12, 0.14, 0.39;
+# seed 2: 0.01, 0.18, 0.38; seed 3: 0.09, 0.30, 0.52. Before the fix seed 1 gave 0.01, 35.4, 0.40 (two tilts
+# without any observation whose free shifts absorbed the gauge) and seed 3 4.6, 34.7, 3.5 (tracks joined
+# across beads).
+@pytest.mark.parametrize("seed", [1, 0, 2, 3])
+def test_crowded_series_alignment_matches_truth(seed, tmp_path):
+    config = workflow_case_config(seed)
+    generate_dataset(tmp_path, config)
+    s = load_sorted_series(tmp_path, config)
+    stack, angles, truth = s["stack"], s["angles"], s["truth"]
+    # exactly what scripts/align_tiltseries.py does
+    tracks = track_beads(stack, angles, s["d_px"], 85.0, source="TS_01.mrc")
+    result = fit_projection_model(tracks, angles, stack.shape[1:], 85.0, source="TS_01.mrc")
+    assert abs(result["tilt_axis_angle_deg"] - 85.0) < 0.5
+    assert shift_error_px(result["shifts"], s["xf"], angles) < 1.0
+    assert result["residual_rms_px"] < 1.0
+    assert result["unobserved_tilts"] == [] and np.isfinite(tracks[..., 0]).sum(axis=0).min() >= 2
+    # every track follows one bead (no observation farther than a quarter diameter from it), and
+    # 90 % of all observations are within 1.5 px (the others: beads biased by an overlapping neighbour)
+    errors = []
+    for track in tracks:
+        err = np.linalg.norm(truth - track[None], axis=-1)
+        e = err[int(np.argmin(np.nanmedian(err, axis=1)))]
+        errors.append(e[np.isfinite(e)])
+    errors = np.concatenate(errors)
+    assert errors.max() < 0.25 * s["d_px"] and np.mean(errors < 1.5) > 0.9, np.round(np.sort(errors)[-10:], 1)
+
+
+def test_tracker_shifts_are_a_usable_fallback(tmp_path):
+    config = workflow_case_config(1)
+    generate_dataset(tmp_path, config)
+    s = load_sorted_series(tmp_path, config)
+    tracks, shifts = track_beads_with_shifts(s["stack"], s["angles"], s["d_px"], 85.0)
+    assert shifts.shape == (len(s["angles"]), 2)
+    assert shift_error_px(shifts, s["xf"], s["angles"]) < 1.0  # measured 0.14 px
+    # a tilt whose observations are all lost takes its shift from the fallback, in the model's gauge
+    lost = [26, 27]
+    tracks[:, lost] = np.nan
+    with pytest.raises(InputError) as info:
+        fit_projection_model(tracks, s["angles"], s["stack"].shape[1:], 85.0, source="TS_01.mrc")
+    assert info.value.source == "TS_01.mrc" and "18, 21°" in info.value.problem
+    result = fit_projection_model(tracks, s["angles"], s["stack"].shape[1:], 85.0, fallback_shifts_px=shifts)
+    assert result["unobserved_tilts"] == lost
+    assert shift_error_px(result["shifts"], s["xf"], s["angles"]) < 1.0

@@ -23,6 +23,12 @@ i.e. ``sum_t DY_t = 0``, ``sum_t DX_t cos t = 0``, ``sum_t DX_t sin t = 0``
 well as the raw images allow: the specimen point that is, on average over the
 series, imaged at the raw image centre becomes the tomogram centre, and no
 tomogram shift is invented from where the beads happen to lie.
+
+A tilt without any bead observation has shifts that the data do not fix at
+all. Such shifts are held out of the fit and of the gauge (left in, they
+absorbed the whole gauge: a fit with 0.4 px residual had shifts 35 px off in
+every tilt) and taken from ``fallback_shifts_px``, moved into the model's
+gauge; without a fallback the fit raises :class:`stasnake.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from stasnake.io.atomic import write_text_atomic
 _MAD_SIGMA = 1.4826
 
 
-def minimum_norm_gauge(shifts_px, tilt_angles_deg) -> tuple[np.ndarray, np.ndarray]:
+def minimum_norm_gauge(shifts_px, tilt_angles_deg, use=None) -> tuple[np.ndarray, np.ndarray]:
     """Remove the shift patterns of a rigid 3-D translation (the gauge) from per-tilt shifts.
 
     Parameters
@@ -46,6 +52,9 @@ def minimum_norm_gauge(shifts_px, tilt_angles_deg) -> tuple[np.ndarray, np.ndarr
         (n, 2) shifts D (DX, DY) in pixels.
     tilt_angles_deg : array_like
         (n,) tilt angles (degrees) that the shifts belong to.
+    use : array_like of bool, optional
+        (n,) tilts whose shifts define the gauge (default: all); the same
+        translation is applied to every tilt.
 
     Returns
     -------
@@ -58,9 +67,10 @@ def minimum_norm_gauge(shifts_px, tilt_angles_deg) -> tuple[np.ndarray, np.ndarr
     """
     d_shift = np.asarray(shifts_px, dtype=np.float64)
     t = np.radians(np.asarray(tilt_angles_deg, dtype=np.float64))
+    use = np.ones(t.size, dtype=bool) if use is None else np.asarray(use, dtype=bool)
     basis = np.column_stack([np.cos(t), np.sin(t)])
-    coef, *_ = np.linalg.lstsq(basis, -d_shift[:, 0], rcond=None)
-    dy = -float(np.mean(d_shift[:, 1]))
+    coef, *_ = np.linalg.lstsq(basis[use], -d_shift[use, 0], rcond=None)
+    dy = -float(np.mean(d_shift[use, 1]))
     out = d_shift.copy()
     out[:, 0] += basis @ coef
     out[:, 1] += dy
@@ -90,6 +100,11 @@ class _Model:
         self.i_p = self.i_d + 2 * self.nt
         self.n_params = self.i_p + 3 * self.nb
         self.gauge_weight = 1.0 / np.sqrt(self.nt)
+        # a tilt without observations has free shifts: they are held at their start value
+        # and left out of the gauge rows (else they would absorb the gauge, see fit_projection_model)
+        self.observed = self.mask.any(axis=0)
+        self.free = np.flatnonzero(~self.observed)
+        self.shifts_start = np.zeros((self.nt, 2))
 
     def pack(self, psi, offset, mag, shifts, beads):
         parts = [[psi]]
@@ -123,13 +138,15 @@ class _Model:
     def residuals(self, x):
         diff = (self.predict(x) - self.obs)[self.mask].ravel()
         _, _, _, shifts, _ = self.unpack(x)
+        w = self.observed
         g = self.gauge_weight * np.array([
-            shifts[:, 1].sum(), shifts[:, 0] @ np.cos(self.t0), shifts[:, 0] @ np.sin(self.t0),
+            shifts[w, 1].sum(), shifts[w, 0] @ np.cos(self.t0[w]), shifts[w, 0] @ np.sin(self.t0[w]),
         ])  # fmt: skip
-        return np.concatenate([diff, g])
+        hold = self.gauge_weight * (shifts[self.free] - self.shifts_start[self.free]).ravel()
+        return np.concatenate([diff, g, hold])
 
     def jacobian(self, x):
-        """Analytic sparse Jacobian of :meth:`residuals`, (2 n_obs + 3, n_params) CSR."""
+        """Analytic sparse Jacobian of :meth:`residuals`, (2 n_obs + 3 + 2 n_free, n_params) CSR."""
         psi, offset, mag, shifts, beads = self.unpack(x)
         b_idx, t_idx = np.nonzero(self.mask)
         n_obs = b_idx.size
@@ -167,12 +184,17 @@ class _Model:
                 rows.append(2 * np.flatnonzero(has) + comp)
                 cols.append(col)
                 vals.append(rq[:, comp])
-        nt = self.nt
-        rows.append(2 * n_obs + np.repeat(np.arange(3), nt))
-        cols.append(self.i_d + np.concatenate([2 * np.arange(nt) + 1, 2 * np.arange(nt), 2 * np.arange(nt)]))
-        vals.append(self.gauge_weight * np.concatenate([np.ones(nt), np.cos(self.t0), np.sin(self.t0)]))
+        w = np.flatnonzero(self.observed)
+        nw = w.size
+        rows.append(2 * n_obs + np.repeat(np.arange(3), nw))
+        cols.append(self.i_d + np.concatenate([2 * w + 1, 2 * w, 2 * w]))
+        vals.append(self.gauge_weight * np.concatenate([np.ones(nw), np.cos(self.t0[w]), np.sin(self.t0[w])]))
+        n_hold = 2 * self.free.size
+        rows.append(2 * n_obs + 3 + np.arange(n_hold))
+        cols.append(self.i_d + (2 * self.free[:, None] + np.arange(2)[None]).ravel())
+        vals.append(np.full(n_hold, self.gauge_weight))
         rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        return scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(2 * n_obs + 3, self.n_params)).tocsr()
+        return scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(2 * n_obs + 3 + n_hold, self.n_params)).tocsr()
 
 
 def _initial_guess(obs, angles_deg, centre, psi_deg, ref):
@@ -205,7 +227,7 @@ def _fit_once(model: _Model, x0, robust):
 def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_deg_initial: float,
                          fit_tilt_offset: bool = False, fit_magnification: bool = False, robust: bool = True,
                          rejection_mad_sigmas: float = 3.0, min_rejection_px: float = 0.5,
-                         source: str = "fiducial tracks") -> dict:  # fmt: skip
+                         fallback_shifts_px=None, source: str = "fiducial tracks") -> dict:  # fmt: skip
     """Fit the fiducial projection model to tracked bead positions.
 
     Parameters
@@ -232,11 +254,19 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
         residual exceeds the median by ``rejection_mad_sigmas`` MAD-sigmas (and
         by at least ``min_rejection_px``), worst first, then rejection of single
         observations above ``max(5 MAD-sigma, 3 px)``; the final fit is plain
-        least squares on what is kept.
+        least squares on what is kept. Without ``fallback_shifts_px`` no
+        rejection removes the last observations of a tilt.
     rejection_mad_sigmas, min_rejection_px : float
         Bead rejection threshold (see ``robust``).
+    fallback_shifts_px : array_like, optional
+        (n_tilts, 2) shifts D in any gauge (e.g. from cross-correlation or
+        :func:`stasnake.tilt.fiducials.track_beads_with_shifts`), used for
+        tilts in which no bead observation is left: the data say nothing
+        about such a tilt's shift. They are moved into the model's gauge by
+        the rigid-translation pattern that best matches them to the fitted
+        shifts of the observed tilts. Without them such tilts raise.
     source : str
-        Named in the error raised when too few beads are tracked.
+        Named in the errors raised.
 
     Returns
     -------
@@ -251,8 +281,15 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
         mean residual length over the kept observations (rejected beads:
         against the final model); ``residual_rms_px`` RMS residual length over
         kept observations; ``rejected_beads`` list of bead indices;
-        ``n_rejected_observations``; ``n_observations``; ``image_shape``;
-        ``method`` = "fiducial"; ``fallback`` = False.
+        ``n_rejected_observations``; ``n_observations``; ``unobserved_tilts``
+        list of tilt indices whose shifts come from ``fallback_shifts_px``;
+        ``image_shape``; ``method`` = "fiducial"; ``fallback`` = False.
+
+    Raises
+    ------
+    InputError
+        Fewer than 3 beads tracked in 3 or more tilts, or a tilt without any
+        kept observation and no ``fallback_shifts_px``.
     """
     robust_rejection = robust
     obs = np.array(tracks, dtype=np.float64)
@@ -271,6 +308,7 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
     ref = int(np.argmin(np.abs(angles)))
     nb_all = obs.shape[0]
     active = np.flatnonzero(keep_beads)
+    can_empty = fallback_shifts_px is not None  # rejections may leave a tilt without observations
     rejected: list[int] = [int(b) for b in np.flatnonzero(~keep_beads)]
     point_mask = seen.copy()
 
@@ -299,6 +337,8 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
             worst = int(np.argmax(m))
             if m[worst] <= med + max(rejection_mad_sigmas * sig, min_rejection_px):
                 break
+            if not can_empty and not np.delete(model.mask, worst, axis=0).any(axis=0)[model.observed].all():
+                break  # the worst bead is the only one seen in some tilt
             rejected.append(int(active[worst]))
             keep = np.arange(active.size) != worst
             active = active[keep]
@@ -310,6 +350,8 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
         r_ok = res[model.mask]
         limit = max(5 * _MAD_SIGMA * float(np.median(r_ok)), 3.0)
         bad = model.mask & (res > limit)
+        if not can_empty:
+            bad[:, ~(model.mask & ~bad).any(axis=0)] = False  # keep the last observations of a tilt
         if bad.any():
             sub = point_mask[active]
             sub[bad] = False
@@ -322,8 +364,24 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
     if fit_tilt_offset:
         off, beads = _level_beads(beads)
     t_fit = angles + np.degrees(off)
-    shifts, d = minimum_norm_gauge(shifts, t_fit)
+    observed = point_mask[active].any(axis=0)
+    unobserved = np.flatnonzero(~observed)
+    shifts, d = minimum_norm_gauge(shifts, t_fit, use=observed)
     beads = beads + d
+    if unobserved.size:
+        if fallback_shifts_px is None:
+            raise InputError(source, f"no bead was observed in {unobserved.size} tilt(s) at "
+                                     f"{', '.join(f'{a:g}' for a in angles[unobserved])}°, so their shifts are "
+                                     "unknown; exclude these views (exclude_views) or check the bead tracking")  # fmt: skip
+        fallback = np.asarray(fallback_shifts_px, dtype=np.float64)
+        if fallback.shape != shifts.shape:
+            raise ValueError(f"fallback_shifts_px must be {shifts.shape}, got {fallback.shape}")
+        _, d_fb = minimum_norm_gauge(fallback - shifts, t_fit, use=observed)  # fallback + g(d_fb) ~ shifts
+        t_rad = np.radians(t_fit[unobserved])
+        shifts[unobserved, 0] = fallback[unobserved, 0] + d_fb[0] * np.cos(t_rad) + d_fb[2] * np.sin(t_rad)
+        shifts[unobserved, 1] = fallback[unobserved, 1] + d_fb[1]
+        shifts, d = minimum_norm_gauge(shifts, t_fit)
+        beads = beads + d
     # full-size outputs: every bead (rejected ones placed by a least-squares fit against the final model)
     all_beads = np.full((nb_all, 3), np.nan)
     all_beads[active] = beads
@@ -357,6 +415,7 @@ def fit_projection_model(tracks, tilt_angles_deg, image_shape, tilt_axis_angle_d
         "rejected_beads": sorted(rejected),
         "n_rejected_observations": int((seen & ~point_mask).sum()),
         "n_observations": int(kept.sum()),
+        "unobserved_tilts": [int(i) for i in unobserved],
         "image_shape": (ny, nx),
         "method": "fiducial",
         "fallback": False,
@@ -413,6 +472,10 @@ def format_alignment_report(result: dict, tilt_angles_deg, name: str = "") -> st
             f"{result['rejected_beads']}; {result['n_observations']} observations used, "
             f"{result['n_rejected_observations']} single observations rejected",
         ]
+        unobserved = result.get("unobserved_tilts", [])
+        if unobserved:
+            lines.append(f"tilts without bead observations (shifts from the fallback): "
+                         f"{', '.join(f'{angles[i]:g}' for i in unobserved)} deg")  # fmt: skip
     shifts = np.asarray(result["shifts"])
     lines.append("")
     lines.append("tilt  angle_deg      DX_px      DY_px  mean_residual_px")
