@@ -7,7 +7,6 @@ its file and problem, and the failing job leaves no output behind.
 
 import dataclasses
 import re
-import shutil
 
 import numpy as np
 import pandas as pd

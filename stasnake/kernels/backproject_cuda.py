@@ -83,7 +83,11 @@ def _kernel():
 
 
 def backproject_slab_cuda(proj_tuy, cos_t, sin_t, weights, nz: int, nx: int) -> np.ndarray:
-    """Back-project one y-slab on the GPU (same contract as ``backproject_slab``).
+    """Back-project one y-slab on the GPU (the per-voxel maths of ``backproject_slab``).
+
+    Unlike the CPU kernel, which overwrites a (nz, sy, nx) output in place,
+    this returns a new (nz, nx, sy) array (y contiguous, the GPU's coalesced
+    axis); :func:`stasnake.tilt.reconstruct.reconstruct_wbp` transposes it.
 
     Parameters
     ----------

@@ -20,7 +20,8 @@ Landweber/SIRT algorithm (IMOD tilt's ``FakeSIRTiterations``); see
 
 Memory: the tilt axis makes y-slabs independent, so the volume is built slab by
 slab; only one slab of filtered projections and one slab of the volume are
-held in RAM at a time. :func:`reconstruct_wbp_to_mrc` writes each finished slab
+held in RAM at a time (the CPU kernel of :func:`reconstruct_wbp` writes each
+slab straight into the float32 output). :func:`reconstruct_wbp_to_mrc` writes each finished slab
 with positioned writes (:class:`stasnake.io.mrc.MrcSlabWriter`), so the peak
 RSS does not grow with the tomogram. :func:`bin_mrc_fourier` bins an MRC file
 by Fourier cropping with bounded memory.
@@ -43,7 +44,7 @@ import os
 import numpy as np
 import scipy.fft
 
-from stasnake.kernels.backproject import backproject_slab
+from stasnake.kernels.backproject import backproject_slab, pack_row_pairs, unpack_row_pairs
 
 _FILTERS = ("ramp", "cosine", "hamming", "sirt-like", "none")
 _DEVICES = ("cpu", "cuda")
@@ -184,12 +185,81 @@ def _padded_length(nu: int) -> int:
     return n
 
 
-def _filter_rows(rows: np.ndarray, response: np.ndarray, n_padded: int, workers: int) -> np.ndarray:
-    """Filter (n, sy, nu) rows along the last axis with zero padding to n_padded."""
-    nu = rows.shape[-1]
-    spec = scipy.fft.rfft(rows, n=n_padded, axis=-1, workers=workers)
-    spec *= response.astype(np.float32)
-    return scipy.fft.irfft(spec, n=n_padded, axis=-1, workers=workers)[..., :nu]
+#: Bytes of complex workspace filtered per FFT call (a cache-sized batch of tilts).
+_FILTER_CHUNK_BYTES = 8 * 2**20
+
+
+def _full_response(response: np.ndarray, n_padded: int) -> np.ndarray:
+    """(n_padded,) float32 full-length even extension of an rfft-layout real filter."""
+    r = np.asarray(response, dtype=np.float32)
+    return np.concatenate([r, r[1:n_padded - n_padded // 2][::-1]])
+
+
+def _filtered_projections(rows, response: np.ndarray, n_padded: int, workers: int,
+                          workspace: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Filter (n_tilts, sy, nu) rows along u and lay them out for the kernel.
+
+    The filter is real and even, so two real rows ``a, b`` are filtered with
+    one complex FFT of ``a + i b``: ``h * a = Re(ifft(H fft(a + i b)))`` and
+    ``h * b = Im(...)``, with zero padding to ``n_padded`` (linear, not
+    circular, convolution). The complex transforms run in place
+    (``overwrite_x``) in a reused workspace, a few tilts at a time
+    (``_FILTER_CHUNK_BYTES``), with ``scipy.fft`` and ``workers`` threads, so
+    no array is allocated per call (fresh arrays cost page faults that took
+    as long as the FFTs). Packing the pairs and the transposed unpacking into
+    the kernel layout are numba loops
+    (:func:`stasnake.kernels.backproject.pack_row_pairs`,
+    :func:`~stasnake.kernels.backproject.unpack_row_pairs`).
+
+    Parameters
+    ----------
+    rows : array_like
+        (n_tilts, sy, nu) projection rows (numpy array or memmap, any float
+        dtype and strides; read a chunk of tilts at a time).
+    response : np.ndarray
+        (n_padded // 2 + 1,) real filter in rfft layout (see :func:`ramp_filter`).
+    n_padded : int
+        Zero-padded FFT length (>= 2 nu, see :func:`_padded_length`).
+    workers : int
+        Threads for scipy.fft.
+    workspace : np.ndarray, optional
+        complex64 (chunk, >= (sy + 1) // 2, n_padded) workspace from
+        :func:`_filter_workspace`, reused across calls.
+    out : np.ndarray, optional
+        (n_tilts, nu + 2, sy) float32 C-contiguous array to write (reused across slabs).
+
+    Returns
+    -------
+    np.ndarray
+        (n_tilts, nu + 2, sy) float32, C-contiguous, y contiguous, with a zero
+        column of padding at each end of u (the layout of
+        :func:`stasnake.kernels.backproject.backproject_slab`).
+    """
+    n_t, sy, nu = rows.shape
+    n_pairs = (sy + 1) // 2
+    if workspace is None or workspace.shape[1] < n_pairs or workspace.shape[2] != n_padded:
+        workspace = _filter_workspace(n_t, sy, n_padded)
+    full = _full_response(response, n_padded)
+    if out is None or out.shape != (n_t, nu + 2, sy) or not out.flags.c_contiguous:
+        out = np.empty((n_t, nu + 2, sy), dtype=np.float32)
+    chunk = workspace.shape[0]
+    for t0 in range(0, n_t, chunk):
+        t1 = min(n_t, t0 + chunk)
+        work = workspace[: t1 - t0, :n_pairs]
+        pack_row_pairs(np.asarray(rows[t0:t1], dtype=np.float32), work.view(np.float32))
+        spec = scipy.fft.fft(work, axis=-1, workers=workers, overwrite_x=True)
+        spec *= full
+        filtered = scipy.fft.ifft(spec, axis=-1, workers=workers, overwrite_x=True)
+        unpack_row_pairs(filtered.view(np.float32), nu, sy, out, t0)
+        del spec, filtered
+    return out
+
+
+def _filter_workspace(n_t: int, sy: int, n_padded: int) -> np.ndarray:
+    """complex64 (chunk, (sy + 1) // 2, n_padded) workspace for :func:`_filtered_projections`."""
+    n_pairs = (sy + 1) // 2
+    chunk = max(1, min(n_t, _FILTER_CHUNK_BYTES // (n_pairs * n_padded * 8)))
+    return np.empty((chunk, n_pairs, n_padded), dtype=np.complex64)
 
 
 def _check_inputs(aligned_stack, tilt_angles_deg, thickness_px, slab_size, filter, device):
@@ -213,16 +283,27 @@ def _check_inputs(aligned_stack, tilt_angles_deg, thickness_px, slab_size, filte
     return angles, nz
 
 
-def _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, device):
-    """Yield ``(y0, slab)`` with slab the (nz, sy, nu) float32 reconstruction of rows y0..y0+sy."""
+def _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, device, out=None):
+    """Yield ``(y0, slab, in_place)`` for the y-slabs of the reconstruction.
+
+    ``slab`` is the (nz, sy, nu) float32 reconstruction of rows y0..y0+sy. With
+    ``out`` a float32 numpy array (or memmap) of the volume, the CPU kernel
+    writes straight into ``out[:, y0:y0+sy, :]`` and ``in_place`` is True.
+    Otherwise ``slab`` is a view of one reused buffer, valid until the next
+    slab is requested (one slab alive at a time: the memory bound).
+    """
     n_t, ny, nu = aligned_stack.shape
     n_padded = _padded_length(nu)
-    response = ramp_filter(n_padded, filter, sirt_iterations)
+    response = ramp_filter(n_padded, filter, sirt_iterations).astype(np.float32)
     rad = np.radians(angles)
     cos_t = np.cos(rad).astype(np.float32)
     sin_t = np.sin(rad).astype(np.float32)
     weights = tilt_weights(angles).astype(np.float32)
     workers = os.cpu_count() or 1
+    direct = device == "cpu" and isinstance(out, np.ndarray) and out.dtype == np.float32
+    buffer = None
+    workspace = _filter_workspace(n_t, min(slab_size, ny), n_padded)
+    proj_buffer = np.empty((n_t, nu + 2, min(slab_size, ny)), dtype=np.float32)
     if device == "cuda":
         from numba import cuda
 
@@ -232,18 +313,22 @@ def _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, d
 
     for y0 in range(0, ny, slab_size):
         y1 = min(ny, y0 + slab_size)
-        rows = np.asarray(aligned_stack[:, y0:y1, :], dtype=np.float32)
-        filtered = _filter_rows(rows, response, n_padded, workers)
-        proj = np.zeros((n_t, nu + 2, y1 - y0), dtype=np.float32)
-        proj[:, 1:-1, :] = filtered.transpose(0, 2, 1)
+        # rows are read (and converted to float32) chunk by chunk into the filter's workspace
+        proj = _filtered_projections(aligned_stack[:, y0:y1, :], response, n_padded, workers, workspace,
+                                     out=proj_buffer)
         if device == "cuda":
-            acc = backproject_slab_cuda(proj, cos_t, sin_t, weights, nz, nu)
+            slab = backproject_slab_cuda(proj, cos_t, sin_t, weights, nz, nu).transpose(0, 2, 1)
         else:
-            acc = np.zeros((nz, nu, y1 - y0), dtype=np.float32)
-            backproject_slab(proj, cos_t, sin_t, weights, nz, nu, acc)
-        del rows, filtered, proj
-        yield y0, acc.transpose(0, 2, 1)
-        del acc  # before the next slab is allocated (keeps one slab alive at a time)
+            if direct:
+                slab = out[:, y0:y1, :]
+            else:
+                if buffer is None:
+                    buffer = np.empty((nz, min(slab_size, ny), nu), dtype=np.float32)
+                slab = buffer[:, : y1 - y0, :]
+            backproject_slab(proj, cos_t, sin_t, weights, nz, nu, slab)
+        del proj
+        yield y0, slab, direct
+        del slab
 
 
 def reconstruct_wbp(
@@ -295,8 +380,10 @@ def reconstruct_wbp(
         out = np.empty(shape, dtype=np.float32)
     elif tuple(out.shape) != shape:
         raise ValueError(f"out has shape {out.shape}, expected {shape}")
-    for y0, slab in _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, device):
-        out[:, y0:y0 + slab.shape[1], :] = slab
+    for y0, slab, in_place in _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, device,
+                                          out=out):
+        if not in_place:
+            out[:, y0:y0 + slab.shape[1], :] = slab
         del slab
     return out
 
@@ -349,7 +436,7 @@ def reconstruct_wbp_to_mrc(
     angles, nz = _check_inputs(aligned_stack, tilt_angles_deg, thickness_px, slab_size, filter, device)
     _, ny, nu = aligned_stack.shape
     with MrcSlabWriter(path, (nz, ny, nu), pixel_size_angstrom, dtype=dtype) as writer:
-        for y0, slab in _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, device):
+        for y0, slab, _ in _iter_slabs(aligned_stack, angles, nz, slab_size, filter, sirt_iterations, device):
             writer.write_y_slab(y0, slab)
             del slab
 
