@@ -44,10 +44,13 @@ def main(smk):
             stack, apix, angles, acq["voltage_kv"], acq["cs_mm"], acq["amplitude_contrast"],
             tilt_axis_angle_deg=acq["tilt_axis_angle_deg"], defocus_range_angstrom=tuple(p["defocus_range_angstrom"]),
             resolution_range_angstrom=(low, high), outlier_fraction=p["outlier_fraction"],
+            defocus_prior_fraction=p["defocus_prior_fraction"],
         )  # fmt: skip
     for row in table[table.outlier].itertuples():
-        log.warning("tilt %+.1f deg: defocus %.0f Å deviates > %.0f %% from the series median (outlier)",
-                    row.tilt_angle_deg, row.defocus_u_angstrom, 100 * p["outlier_fraction"])  # fmt: skip
+        own = getattr(row, "defocus_independent_angstrom", np.nan)
+        log.warning("tilt %+.1f deg: defocus %.0f Å (own fit %.0f Å) deviates > %.0f %% from the series median"
+                    " (outlier)", row.tilt_angle_deg, row.defocus_u_angstrom, own,
+                    100 * p["outlier_fraction"])  # fmt: skip
     log.info("defocus U median %.0f Å (%.0f..%.0f), %d outlier(s)", table.defocus_u_angstrom.median(),
              table.defocus_u_angstrom.min(), table.defocus_u_angstrom.max(), int(table.outlier.sum()))  # fmt: skip
     write_ctffind_txt(smk.output.ctffind, table.fillna({"score": 0.0, "fit_resolution_angstrom": 0.0}),

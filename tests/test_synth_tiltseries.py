@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -6,12 +7,18 @@ import pytest
 from stasnake.synth import SynthConfig, acquisition_order, tilt_angles
 from stasnake.synth.phantom import place_fiducials, place_vlps, render_specimen
 from stasnake.synth.tiltseries import (
+    ICE_MOLECULES_PER_A3,
+    WATER_SCATTERING_AMPLITUDE_ANGSTROM,
+    _filtered_projections,
     aligned_to_raw,
+    ice_phase_psd,
+    interaction_constant,
     raw_to_aligned,
     simulate_tiltseries,
     xf_matrices,
 )
 from stasnake.synth.unit import unit_map
+from stasnake.tilt.ctf import ctf_2d
 from stasnake.tilt.project import project_volume
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -77,6 +84,31 @@ def test_measured_snr_is_near_requested(tiny_series):
     cfg, _, ts = tiny_series
     assert ts["snr_measured"] == pytest.approx(cfg.snr, rel=0.2)
     assert ts["max_contrast"] < 1.0
+    assert 0.01 < ts["snr_ice"] < 0.3 * cfg.snr  # the ice texture is a small part of the signal (tiny: 0.11)
+
+
+def test_ice_constants_are_physical():
+    # sigma at 300 kV: 6.53e-4 rad/(V Å) (e.g. Kirkland, Advanced Computing in EM); mean inner potential of
+    # water from the molecular scattering amplitude: 4.48 V measured (Yesibolati et al. 2020)
+    assert interaction_constant(300.0) == pytest.approx(6.526e-4, rel=2e-3)
+    assert ICE_MOLECULES_PER_A3 * 47.878 * WATER_SCATTERING_AMPLITUDE_ANGSTROM == pytest.approx(4.48, rel=0.1)
+    assert ice_phase_psd(2.0 * 700.0) == pytest.approx(2.0 * ice_phase_psd(700.0))
+
+
+def test_ice_texture_has_the_physical_power_and_thickens_with_tilt():
+    """Variance of the CTF-filtered ice texture = 4 PSD / pixel^2 * mean CTF^2; the ice is 1/cos(t) thicker at tilt t."""
+    cfg = dataclasses.replace(SynthConfig.tiny(), tomogram_shape_zyx=(32, 128, 128), pixel_size_angstrom=5.4)
+    df = np.full(2, 30000.0)
+    f, ice = _filtered_projections(np.zeros(cfg.tomogram_shape_zyx, np.float32), np.array([0.0, 60.0]), df, df, 0.0,
+                                   np.zeros(2), cfg, np.random.default_rng(0))  # fmt: skip
+    mean_ctf2 = np.mean(ctf_2d((128, 128), 5.4, 30000.0, 30000.0, 0.0, rfft=False) ** 2)
+    expected = 4 * ice_phase_psd(cfg.ice_thickness) / 5.4**2 * mean_ctf2
+    assert np.var(ice[0]) == pytest.approx(expected, rel=0.05)
+    assert np.var(ice[1]) / np.var(ice[0]) == pytest.approx(2.0, rel=0.1)
+    assert np.ptp(f[0]) < 1e-6  # no specimen: the projections are flat
+    _, none = _filtered_projections(np.zeros(cfg.tomogram_shape_zyx, np.float32), np.array([0.0]), df, df, 0.0,
+                                    np.zeros(1), cfg, None)  # fmt: skip
+    assert not none.any()
 
 
 def test_raw_images_are_the_warped_projections(tiny_series):
