@@ -14,7 +14,7 @@ rule crop_particles:
         "../envs/stasnake.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=1000,
         runtime=30,
     params:
         box_size_px=config["averaging"]["box_size_px"],
@@ -29,6 +29,7 @@ rule average_tomogram:
         table="results/particles/{ts}/particles.tbl",
     output:
         average="results/averages/{ts}.mrc",
+        weight="results/averages/{ts}_weight.mrc",
     log:
         "logs/average_tomogram/{ts}.log",
     conda:
@@ -40,5 +41,8 @@ rule average_tomogram:
         gpu=GPUS,
     params:
         symmetry=config["averaging"]["symmetry"],
+        wedge_compensation=config["averaging"]["wedge_compensation"],
+        fmin_fraction=config["averaging"]["fmin_fraction"],
+        device=config["device"],
     script:
         "../scripts/average_particles.py"

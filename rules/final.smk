@@ -25,6 +25,9 @@ rule final_average:
         gpu=GPUS,
     params:
         symmetry=config["averaging"]["symmetry"],
+        wedge_compensation=config["averaging"]["wedge_compensation"],
+        fmin_fraction=config["averaging"]["fmin_fraction"],
+        device=config["device"],
     script:
         "../scripts/final_average.py"
 

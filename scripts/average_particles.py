@@ -1,8 +1,8 @@
-"""Rule average_tomogram: average the cropped particles of one tomogram with their poses."""
+"""Rule average_tomogram: wedge-compensated average of the cropped particles of one tomogram, and its weight map."""
 
 from stasnake.io.dynamo_table import read_table
 from stasnake.io.mrc import read_mrc, write_mrc
-from stasnake.sta.average import average_particles
+from stasnake.sta.average import accumulate_particles, finish_average, tilt_ranges_from_table
 from stasnake.sta.poses import symmetry_order, table_poses
 from stasnake.workflow import log, run_rule
 
@@ -11,9 +11,19 @@ def main(smk):
     particles, apix = read_mrc(smk.input.particles, mmap=True)
     table = read_table(smk.input.table)
     matrices, shifts = table_poses(table)
-    average = average_particles(particles, matrices, shifts, symmetry=symmetry_order(smk.params.symmetry))
-    log.info("averaged %d particles (symmetry %s)", len(table), smk.params.symmetry)
-    write_mrc(smk.output.average, average, apix)
+    ranges = tilt_ranges_from_table(table)
+    sums = accumulate_particles(particles, matrices, shifts, ranges, device=smk.params.device, pixel_size_angstrom=apix)
+    average, weight = finish_average(
+        sums, symmetry_order(smk.params.symmetry), smk.params.wedge_compensation, fmin_fraction=smk.params.fmin_fraction
+    )
+    log.info(
+        "averaged %d particles (symmetry %s, wedge compensation %s)",
+        len(table),
+        smk.params.symmetry,
+        smk.params.wedge_compensation,
+    )
+    write_mrc(smk.output.average, average, sums.pixel_size_angstrom)
+    write_mrc(smk.output.weight, weight, 1.0)  # Fourier space: fftshifted, zero frequency at the box centre
 
 
 run_rule(snakemake, main)  # noqa: F821

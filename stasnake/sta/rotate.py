@@ -42,8 +42,9 @@ def box_centre_xyz(shape_zyx) -> np.ndarray:
     return np.array([shape_zyx[2] // 2, shape_zyx[1] // 2, shape_zyx[0] // 2], dtype=np.float64)
 
 
-def rotate_volume(volume: np.ndarray, R, shift_xyz=(0.0, 0.0, 0.0), order: int = 1,
-                  cval: float = 0.0) -> np.ndarray:
+def rotate_volume(
+    volume: np.ndarray, R, shift_xyz=(0.0, 0.0, 0.0), order: int = 1, cval: float = 0.0, device: str = "cpu"
+) -> np.ndarray:
     """Resample ``out(p_ref) = volume(R @ p_ref + c + shift)``.
 
     Brings a particle with pose ``R`` (active, reference -> tomogram) and
@@ -64,26 +65,39 @@ def rotate_volume(volume: np.ndarray, R, shift_xyz=(0.0, 0.0, 0.0), order: int =
         ``scipy.ndimage.map_coordinates`` with that spline order.
     cval : float
         Value outside the input volume.
+    device : {"cpu", "cuda"}
+        Where the trilinear kernel runs: "cuda" uses the numba.cuda twin
+        :func:`stasnake.kernels.interp_cuda.affine_trilinear_cuda` (a GPU, or the
+        simulator with ``NUMBA_ENABLE_CUDASIM=1``; RuntimeError otherwise) and
+        needs ``order=1``. The result is returned on the host either way.
 
     Returns
     -------
     np.ndarray
         float32 volume with the shape of ``volume``.
     """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    if device == "cuda" and order != 1:
+        raise ValueError(f"device='cuda' supports only order=1 (trilinear), not order={order}")
     vol = np.ascontiguousarray(volume, dtype=np.float32)
     if vol.ndim != 3:
         raise ValueError(f"volume must be (z, y, x), got shape {vol.shape}")
     m = np.ascontiguousarray(R, dtype=np.float64).reshape(3, 3)
     c = box_centre_xyz(vol.shape)
     offset = c + np.asarray(shift_xyz, dtype=np.float64).reshape(3)
+    if device == "cuda":
+        from stasnake.kernels.interp_cuda import affine_trilinear_cuda
+
+        return affine_trilinear_cuda(vol, m, offset, vol.shape, c, float(cval))
     if order == 1:
         return affine_trilinear(vol, m, offset, vol.shape, c, float(cval))
     nz, ny, nx = vol.shape
-    z, y, x = np.meshgrid(np.arange(nz) - c[2], np.arange(ny) - c[1], np.arange(nx) - c[0],
-                          indexing="ij")
+    z, y, x = np.meshgrid(np.arange(nz) - c[2], np.arange(ny) - c[1], np.arange(nx) - c[0], indexing="ij")
     p = np.stack([x.ravel(), y.ravel(), z.ravel()])
     src = m @ p + offset[:, None]
     coords = src[::-1]  # (z, y, x) order for map_coordinates
-    out = scipy.ndimage.map_coordinates(vol, coords, order=order, mode="grid-constant",
-                                        cval=float(cval), prefilter=order > 1)
+    out = scipy.ndimage.map_coordinates(
+        vol, coords, order=order, mode="grid-constant", cval=float(cval), prefilter=order > 1
+    )
     return out.reshape(vol.shape).astype(np.float32)
