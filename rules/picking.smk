@@ -18,5 +18,10 @@ rule import_crop_table:
         runtime=10,
     params:
         tomo_number=get_tomo_number,
+        shared_table=SHARED_CROP_TABLE,
+        # only a shared table needs them (so that a new sample row reruns nothing else)
+        all_tomo_numbers=(
+            [int(n) for n in SAMPLES["tomo_number"]] if SHARED_CROP_TABLE else []
+        ),
     script:
         "../scripts/import_crop_table.py"

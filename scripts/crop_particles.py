@@ -1,8 +1,14 @@
-"""Rule crop_particles: cut boxes around the table positions of one tomogram."""
+"""Rule crop_particles: cut boxes around the table positions of one tomogram, streamed into one stack.
 
+The tomogram is memory-mapped and the boxes are written chunk by chunk, so the
+memory use does not grow with the number of particles (docs/particles.md).
+"""
+
+from stasnake.errors import InputError
 from stasnake.io.dynamo_table import particle_positions, read_table, write_table
-from stasnake.io.mrc import read_mrc, write_mrc
-from stasnake.sta.crop import crop_particles
+from stasnake.io.mrc import read_mrc
+from stasnake.io.particle_export import write_particle_stack
+from stasnake.sta.crop import iter_crop, plan_crop
 from stasnake.sta.tables import table_after_crop
 from stasnake.workflow import log, run_rule
 
@@ -10,14 +16,30 @@ from stasnake.workflow import log, run_rule
 def main(smk):
     tomogram, apix = read_mrc(smk.input.tomogram, mmap=True)
     table = read_table(smk.input.table)
-    particles, kept, remainder = crop_particles(
-        tomogram, particle_positions(table), smk.params.box_size_px, edge_policy=smk.params.edge_policy
+    box = smk.params.box_size_px
+    if box > min(tomogram.shape):
+        raise InputError("config: averaging.box_size_px", f"a box of {box} px does not fit in the tomogram "
+                         f"{smk.input.tomogram} of {list(tomogram.shape[::-1])} px (x, y, z)")  # fmt: skip
+    if len(table) == 0:
+        raise InputError(smk.input.table, "holds no particles")
+    plan = plan_crop(
+        tomogram.shape,
+        particle_positions(table),
+        box,
+        smk.params.edge_policy,
+        source=smk.input.table,
     )
-    n_out = int((~kept).sum())
-    log.info("cropped %d of %d particles (box %d px); %d near the edge (%s)",
-             int(kept.sum()), len(table), smk.params.box_size_px, n_out, smk.params.edge_policy)  # fmt: skip
-    write_mrc(smk.output.particles, particles, apix)
-    write_table(smk.output.table, table_after_crop(table, kept, remainder))
+    dropped = table["tag"].to_numpy()[~plan.kept]
+    log.info("cropping %d of %d particles (box %d px, edge policy %s)", plan.n_kept, len(table), box,
+             smk.params.edge_policy)  # fmt: skip
+    if len(dropped):
+        log.warning("%d particle(s) dropped, their box leaves the tomogram: tags %s", len(dropped),
+                    " ".join(str(t) for t in dropped))  # fmt: skip
+    padded = int((plan.kept & ~plan.inside).sum())
+    if padded:
+        log.info("%d box(es) padded with their mean where they leave the tomogram", padded)
+    write_particle_stack(smk.output.particles, iter_crop(tomogram, plan), plan.n_kept, box, apix)
+    write_table(smk.output.table, table_after_crop(table, plan.kept, plan.remainder_xyz[plan.kept]))
 
 
 run_rule(snakemake, main)  # noqa: F821

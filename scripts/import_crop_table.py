@@ -3,12 +3,14 @@
 from stasnake.io.dynamo_table import read_table, write_table
 from stasnake.io.imod import read_tlt
 from stasnake.io.mrc import read_mrc_header
-from stasnake.sta.tables import prepare_crop_table
+from stasnake.sta.tables import prepare_crop_table, rows_of_tomogram
 from stasnake.workflow import log, run_rule
 
 
 def main(smk):
     table = read_table(smk.input.table)
+    if smk.params.shared_table:  # one table for all tilt series: this one's rows by tomo number
+        table = rows_of_tomogram(table, smk.params.tomo_number, smk.params.all_tomo_numbers, source=smk.input.table)
     header = read_mrc_header(smk.input.tomogram)
     angles = read_tlt(smk.input.tlt)
     table = prepare_crop_table(

@@ -63,6 +63,45 @@ def prepare_crop_table(
     return out
 
 
+def rows_of_tomogram(table: pd.DataFrame, tomo_number: int, known_tomo_numbers, source: str = "table") -> pd.DataFrame:
+    """The rows of a table that holds several tomograms which belong to tomogram ``tomo_number``.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        Dynamo table with particles of several tomograms (column ``tomo``).
+    tomo_number : int
+        Tomogram wanted.
+    known_tomo_numbers : iterable of int
+        Tomo numbers of all tilt series in the sample list.
+    source : str
+        File name for error messages.
+
+    Returns
+    -------
+    pd.DataFrame
+        The matching rows, re-indexed.
+
+    Raises
+    ------
+    InputError
+        When rows refer to a tomo number that no tilt series of the sample list has
+        (names the first such row and the numbers), so that no particle is silently lost.
+    """
+    known = {int(t) for t in known_tomo_numbers}
+    tomo = table["tomo"].to_numpy().astype(np.int64)
+    unknown = ~np.isin(tomo, list(known))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise InputError(
+            source,
+            f"row {i + 1} (tag {int(table['tag'].iloc[i])}) has tomo {tomo[i]}, which no tilt series of the "
+            f"sample list has (tomo numbers {sorted(known)}); {int(unknown.sum())} row(s) with tomo "
+            f"{sorted(set(tomo[unknown].tolist()))} in all",
+        )
+    return table[tomo == int(tomo_number)].reset_index(drop=True)
+
+
 def half_set(tags) -> np.ndarray:
     """Gold-standard half (1 or 2) of each tag: RELION's ``rlnRandomSubset`` = tag % 2 + 1.
 
