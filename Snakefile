@@ -13,6 +13,8 @@ include: "rules/tiltseries.smk"
 include: "rules/tomograms.smk"
 include: "rules/picking.smk"
 include: "rules/averaging.smk"
+include: "rules/sta.smk"
+include: "rules/export.smk"
 include: "rules/final.smk"
 
 
@@ -30,6 +32,17 @@ rule tomograms:
             ts=TILT_SERIES,
             b=config["reconstruction"]["binnings"],
         ),
+
+
+rule export_particles:
+    input:
+        expand("results/export/dynamo/{ts}", ts=TILT_SERIES),
+        expand("results/export/relion/{ts}_particles.star", ts=TILT_SERIES),
+
+
+rule sta_projects:
+    input:
+        get_project_targets(),
 
 
 rule averages:

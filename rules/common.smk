@@ -7,7 +7,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from stasnake.errors import InputError
+from stasnake.io.dynamo_table import read_table
 from stasnake.io.mdoc import read_mdoc
+from stasnake.sta.project import chunk_labels, load_projects
 from stasnake.tilt.movie_files import find_movies
 from stasnake.validation.samples import load_samples
 
@@ -18,7 +20,15 @@ except InputError as exc:
     raise WorkflowError(f"Bad sample list: {exc}") from None
 validate(SAMPLES, "../config/schema/samples.schema.yaml")
 TILT_SERIES = list(SAMPLES.index)
+try:
+    PROJECTS = load_projects(
+        config.get("sta_projects"), config["averaging"]["box_size_px"], TILT_SERIES
+    )
+except InputError as exc:
+    raise WorkflowError(f"Bad alignment project: {exc}") from None
 GPUS = 1 if config["device"] == "cuda" else 0
+# one crop table for all tilt series (rows matched by tomo number) unless the path holds {ts}
+SHARED_CROP_TABLE = "{ts}" not in config["picking"]["import_table"]
 
 
 wildcard_constraints:
@@ -153,6 +163,11 @@ def get_final_targets():
         ts=TILT_SERIES,
         b=config["reconstruction"]["binnings"],
     )
+    targets += get_project_targets()
+    if config["export"]["dynamo_data_folder"]:
+        targets += expand("results/export/dynamo/{ts}", ts=TILT_SERIES)
+    if config["export"]["relion_subtomograms"]:
+        targets += expand("results/export/relion/{ts}_particles.star", ts=TILT_SERIES)
     if config["validation"].get("truth_map"):
         targets.append("results/validation/fsc_vs_truth.tsv")
     if config["validation"].get("truth_phantom"):
@@ -160,3 +175,97 @@ def get_final_targets():
             "results/validation/{ts}_tomogram_vs_truth.tsv", ts=TILT_SERIES
         )
     return targets
+
+
+# Alignment projects (rules/sta.smk)
+
+
+def project_of(wildcards):
+    return PROJECTS[wildcards.project]
+
+
+def iteration_file(project, k, name):
+    return f"results/sta/{project}/ite_{int(k):04d}/{name}"
+
+
+def get_project_stacks(wildcards):
+    return [
+        f"results/particles/{ts}/particles.mrc"
+        for ts in project_of(wildcards).tomograms
+    ]
+
+
+def get_project_tables(wildcards):
+    return [
+        f"results/particles/{ts}/particles.tbl"
+        for ts in project_of(wildcards).tomograms
+    ]
+
+
+def get_project_reference_file(wildcards):
+    reference = project_of(wildcards).reference
+    return [] if reference == "average" else reference
+
+
+def get_project_mask(wildcards):
+    return project_of(wildcards).mask or []
+
+
+def get_project_classification_mask(wildcards):
+    return project_of(wildcards).classification_mask or []
+
+
+def checked_iteration(wildcards):
+    """Iteration k of the wildcards, which must exist in the project (1..n)."""
+    k, n = int(wildcards.k), project_of(wildcards).n_iterations
+    if not 1 <= k <= n:
+        raise WorkflowError(
+            f"project {wildcards.project} has iterations 1..{n}; ite_{k:04d} does not exist"
+        )
+    return k
+
+
+def get_chunk_reference(wildcards):
+    k = checked_iteration(wildcards)
+    name = "average.mrc" if wildcards.half == "all" else f"average_{wildcards.half}.mrc"
+    return iteration_file(wildcards.project, k - 1, name)
+
+
+def get_shift_origin_table(wildcards):
+    k = checked_iteration(wildcards)
+    origin = project_of(wildcards).shift_origin_iteration(k)
+    return (
+        [] if origin is None else iteration_file(wildcards.project, origin, "table.tbl")
+    )
+
+
+def project_chunks(wildcards, split_halves=False):
+    """(half, chunk) pairs of a project; the chunk count comes from its start table."""
+    project = project_of(wildcards)
+    table = checkpoints.sta_start.get(project=wildcards.project).output.table
+    return chunk_labels(read_table(table), project, split_halves)
+
+
+def get_alignment_chunks(wildcards):
+    checked_iteration(wildcards)
+    return [
+        f"results/sta/{wildcards.project}/ite_{wildcards.k}/chunks/align_{h}_{c:03d}.tbl"
+        for h, c in project_chunks(wildcards)
+    ]
+
+
+def get_average_chunks(wildcards):
+    checked_iteration(wildcards)
+    return [
+        f"results/sta/{wildcards.project}/ite_{wildcards.k}/chunks/sums_{h}_{c:03d}.npz"
+        for h, c in project_chunks(wildcards, split_halves=True)
+    ]
+
+
+def get_project_targets():
+    """The last iteration's average and table of every configured project."""
+    return [
+        iteration_file(name, p.n_iterations, f)
+        for name, p in PROJECTS.items()
+        for f in ("average.mrc", "table.tbl", "fsc.tsv")
+    ]

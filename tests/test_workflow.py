@@ -52,6 +52,8 @@ def write_run_config(workdir: Path, data: Path, config: SynthConfig) -> None:
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
     cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
     cfg["averaging"]["box_size_px"] = config.unit_box_px
+    if config.unit_box_px != 32:
+        cfg["sta_projects"] = {}  # the demo project's band (low 11-13 px) is set for the demo's 32-px box
     cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
     cfg["validation"]["truth_phantom"] = str(data / "truth" / "{ts}" / "phantom.mrc")
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))

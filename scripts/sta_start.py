@@ -1,0 +1,71 @@
+"""Rule sta_start: merge a project's particle tables, check its inputs, write iteration 0."""
+
+import numpy as np
+
+from stasnake.errors import InputError
+from stasnake.io.atomic import write_text_atomic
+from stasnake.io.dynamo_table import read_table, write_table
+from stasnake.io.mrc import read_mrc, read_mrc_header, write_mrc
+from stasnake.sta.average import average_particles, tilt_ranges_from_table
+from stasnake.sta.poses import symmetry_order, table_poses
+from stasnake.sta.project import ParticleStacks, check_mask, particle_index
+from stasnake.sta.table_ops import merge_tables, randomize_azimuth
+from stasnake.workflow import log, run_rule
+
+
+def main(smk):
+    project = smk.params.project
+    stacks = dict(zip(smk.params.tomograms, smk.input.particles, strict=True))
+    tables = {ts: read_table(path) for ts, path in zip(smk.params.tomograms, smk.input.tables, strict=True)}
+    boxes = {}
+    for ts, path in stacks.items():
+        header = read_mrc_header(path)
+        shape = tuple(int(v) for v in header["shape"])
+        boxes[ts] = (shape[-1], float(header["pixel_size_angstrom"]))
+        n_boxes = shape[0] if len(shape) == 4 else shape[0] // shape[-1]
+        if n_boxes != len(tables[ts]):
+            raise InputError(path, f"holds {n_boxes} boxes but its table has {len(tables[ts])} rows")
+    sizes = {b for b, _ in boxes.values()}
+    if len(sizes) != 1:
+        raise InputError(f"project {project.name}", f"particles of different box sizes: {boxes}")
+    box = sizes.pop()
+    apix = next(iter(boxes.values()))[1]
+    mask = None
+    for key in ("mask", "classification_mask"):
+        path = getattr(smk.input, key, None)
+        if path:
+            data, _ = read_mrc(path)
+            check_mask(data, box, path)
+            mask = data if key == "mask" else mask
+    index = particle_index(tables, stacks)
+    if len(index) == 0:
+        raise InputError(f"project {project.name}", f"no particles in {smk.input.tables}")
+    # tags must be unique across tilt series; merging keeps each particle's even/odd half
+    table = merge_tables(list(tables.values()), sources=list(smk.input.tables))
+    index["tag"] = table["tag"].to_numpy()
+    table["aligned_value"] = 1
+    table["averaged_value"] = 1
+    if project.randomize_azimuth:
+        table = randomize_azimuth(table, np.random.default_rng(0))
+        log.info("randomised the azimuth (rotation about each particle's z axis) of %d particles", len(table))
+    if project.reference == "average":
+        matrices, shifts = table_poses(table)
+        tilt_ranges = tilt_ranges_from_table(table)
+        reference = average_particles(ParticleStacks(index, index["row"]), matrices, shifts, tilt_ranges,
+                                      symmetry=symmetry_order(project.starting_symmetry))  # fmt: skip
+        log.info("starting reference: the average of %d particles (%s)", len(table), project.starting_symmetry)
+    else:
+        reference, _ = read_mrc(smk.input.reference)
+        if reference.shape != (box,) * 3:
+            raise InputError(smk.input.reference, f"reference of shape {reference.shape} for particles of box {box}")
+        log.info("starting reference: %s", smk.input.reference)
+    log.info("project %s: %d particles from %s, box %d px, %d iterations in %d rounds%s", project.name, len(table),
+             ", ".join(project.tomograms), box, project.n_iterations, len(project.rounds),
+             ", gold standard" if project.gold_standard else "")  # fmt: skip
+    write_text_atomic(smk.output.index, index.to_csv(index=False))
+    write_table(smk.output.table, table)
+    for path in (smk.output.average, smk.output.half1, smk.output.half2):
+        write_mrc(path, np.asarray(reference, dtype=np.float32), apix)
+
+
+run_rule(snakemake, main)  # noqa: F821
