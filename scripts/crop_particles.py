@@ -8,7 +8,7 @@ from stasnake.errors import InputError
 from stasnake.io.dynamo_table import particle_positions, read_table, write_table
 from stasnake.io.mrc import read_mrc
 from stasnake.io.particle_export import write_particle_stack
-from stasnake.sta.crop import iter_crop, plan_crop
+from stasnake.sta.crop import check_box_fits, iter_crop, plan_crop
 from stasnake.sta.tables import table_after_crop
 from stasnake.workflow import log, run_rule
 
@@ -17,9 +17,7 @@ def main(smk):
     tomogram, apix = read_mrc(smk.input.tomogram, mmap=True)
     table = read_table(smk.input.table)
     box = smk.params.box_size_px
-    if box > min(tomogram.shape):
-        raise InputError("config: averaging.box_size_px", f"a box of {box} px does not fit in the tomogram "
-                         f"{smk.input.tomogram} of {list(tomogram.shape[::-1])} px (x, y, z)")  # fmt: skip
+    check_box_fits(box, tomogram.shape, smk.input.tomogram)
     if len(table) == 0:
         raise InputError(smk.input.table, "holds no particles")
     plan = plan_crop(

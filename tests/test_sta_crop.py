@@ -166,3 +166,11 @@ def test_crop_script_streams_stack_and_logs_dropped_tags(tmp_path, monkeypatch):
     np.testing.assert_array_equal(stack, ref)
     np.testing.assert_allclose(out["x"] + out["dx"], (table["x"] + table["dx"])[kept])
     assert "dropped, their box leaves the tomogram: tags 6" in log_path.read_text()
+
+
+def test_a_box_larger_than_the_tomogram_names_the_key_and_file():
+    from stasnake.sta.crop import check_box_fits
+
+    check_box_fits(32, (40, 200, 200), "TS_01.mrc")
+    with pytest.raises(InputError, match=r"averaging.box_size_px.*48 px.*TS_01.mrc.*\[200, 200, 40\]"):
+        check_box_fits(48, (40, 200, 200), "TS_01.mrc")

@@ -9,6 +9,7 @@ from stasnake.io.dynamo_table import new_table
 from stasnake.io.mrc import write_mrc
 from stasnake.sta.project import (
     ParticleStacks,
+    check_mask,
     chunk_labels,
     chunk_rows,
     load_project,
@@ -124,3 +125,13 @@ def test_particle_stacks_read_the_indexed_boxes(tmp_path):
     boxes = ParticleStacks(index, [4, 0, 3])
     assert len(boxes) == 3
     assert [float(boxes[i][0, 0, 0]) for i in range(3)] == [11.0, 0.0, 10.0]
+
+
+def test_masks_of_the_wrong_size_or_values_are_refused():
+    check_mask(np.ones((16, 16, 16), np.float32), 16, "mask.mrc")
+    with pytest.raises(InputError, match=r"mask.mrc.*shape \(32, 32, 32\) for particles of box 16"):
+        check_mask(np.ones((32, 32, 32), np.float32), 16, "mask.mrc")
+    with pytest.raises(InputError, match=r"values must lie in \[0, 1\]"):
+        check_mask(np.full((16, 16, 16), 2.0, np.float32), 16, "mask.mrc")
+    with pytest.raises(InputError, match="empty"):
+        check_mask(np.zeros((16, 16, 16), np.float32), 16, "mask.mrc")

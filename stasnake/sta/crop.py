@@ -220,3 +220,17 @@ def crop_particles(
     for k, box in enumerate(iter_crop(tomogram, plan)):
         particles[k] = box
     return particles, plan.kept, plan.remainder_xyz[plan.kept_indices]
+
+
+def check_box_fits(box_size: int, tomogram_shape_zyx, tomogram_source, key: str = "config: averaging.box_size_px") -> None:
+    """Stop before cropping when a cubic box of ``box_size`` px cannot fit in the tomogram at all.
+
+    Raises
+    ------
+    InputError
+        Naming the configuration key, the tomogram file and both sizes.
+    """
+    shape = [int(v) for v in tomogram_shape_zyx]
+    if int(box_size) > min(shape):
+        raise InputError(key, f"a box of {int(box_size)} px does not fit in the tomogram {tomogram_source} of "
+                         f"{shape[::-1]} px (x, y, z)")  # fmt: skip
