@@ -7,7 +7,6 @@ unit map than the starting average.
 """
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from stasnake.sta.angles import rotation_distance_deg
 from stasnake.sta.rotate import rotation_about_z
 from stasnake.sta.validate import compare_with_truth
 from stasnake.synth import SynthConfig, generate_dataset
+from tests.test_workflow import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -36,15 +36,6 @@ ROUNDS = [
      "refine": 1, "refine_factor": 2, "area_search": 2, "area_search_modus": 3, "low": 12, "high": 1, "sym": "c6",
      "threshold_modus": 3, "threshold": -2.0},
 ]  # fmt: skip
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
 
 
 def perturbed_table(truth, rng, angle_deg=8.0, shift_px=1.5):
