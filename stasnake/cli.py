@@ -200,6 +200,27 @@ def cmd_synth(args) -> None:
     )
 
 
+def cmd_prepare_view(args) -> None:
+    from stasnake.annotations import prepare_view
+    from stasnake.io.mrc import read_mrc, write_mrc
+
+    if not args.lowpass_angstrom > 0:
+        raise InputError("--lowpass-angstrom", f"must be positive, got {args.lowpass_angstrom:g}")
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        raise InputError("--pixel-size", f"must be positive, got {args.pixel_size:g}")
+    if Path(args.out).resolve() == Path(args.map).resolve():
+        raise InputError(args.out, "is the input map; give another output file")
+    volume, apix = read_mrc(args.map)
+    apix = args.pixel_size or apix
+    if volume.ndim != 3:
+        raise InputError(args.map, f"is not a 3-D map (shape {volume.shape})")
+    if not apix > 0:
+        raise InputError(args.map, "the header has no pixel size; give --pixel-size")
+    write_mrc(args.out, prepare_view(volume, apix, args.lowpass_angstrom, invert=args.invert), apix)
+    inverted = "inverted, " if args.invert else ""
+    print(f"{args.out}: {inverted}low-pass {args.lowpass_angstrom:g} Å, pixel size {apix:g} Å")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stasnake", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"stasnake {__version__}")
@@ -270,6 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-tiltseries", type=int, help="number of tilt series")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio of the tilt images")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "prepare-view", help="filtered, contrast-inverted copy of a map for annotating (ChimeraX)"
+    )
+    p.add_argument("map", help="input MRC map (tomogram or average)")
+    p.add_argument("out", help="output MRC viewing copy")
+    p.add_argument(
+        "--lowpass-angstrom", type=float, default=20.0, help="low-pass resolution in Å (default 20)"
+    )
+    p.add_argument(
+        "--invert",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="invert the contrast so protein is bright (default: on)",
+    )
+    p.add_argument("--pixel-size", type=float, help="Å per pixel (default: from the MRC header)")
+    p.set_defaults(func=cmd_prepare_view)
     return parser
 
 
