@@ -2,10 +2,17 @@
 # Anything non-trivial lives in stasnake.validation where pytest can reach it.
 import math
 import re
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from stasnake.annotations import (
+    ANNOTATION_STEPS,
+    annotation_source,
+    format_missing_message,
+    missing_annotations,
+)
 from stasnake.errors import InputError
 from stasnake.io.dynamo_table import read_table
 from stasnake.io.mdoc import read_mdoc
@@ -29,6 +36,24 @@ except InputError as exc:
 GPUS = 1 if config["device"] == "cuda" else 0
 # one crop table for all tilt series (rows matched by tomo number) unless the path holds {ts}
 SHARED_CROP_TABLE = "{ts}" not in config["picking"]["import_table"]
+PICK_DIPOLES = config["picking"]["method"] == "dipoles"
+DIPOLE_BINNING = config["annotations"]["dipole_binning"]
+if PICK_DIPOLES and DIPOLE_BINNING not in config["reconstruction"]["binnings"]:
+    raise WorkflowError(
+        f"config: annotations.dipole_binning {DIPOLE_BINNING} is not one of "
+        f"reconstruction.binnings {config['reconstruction']['binnings']}: the dipoles are "
+        "clicked in that binned tomogram"
+    )
+# Manual annotations: tilt series whose dipoles are missing stop before picking; one
+# message lists every missing file (the workflow never writes into annotations/).
+MISSING_DIPOLES = (
+    missing_annotations(TILT_SERIES, config, steps=["dipoles"]) if PICK_DIPOLES else []
+)
+PICKABLE = [
+    ts for ts in TILT_SERIES if ts not in {m.tilt_series for m in MISSING_DIPOLES}
+]
+if MISSING_DIPOLES and workflow.is_main_process:
+    print(format_missing_message(MISSING_DIPOLES), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -148,7 +173,27 @@ def get_import_table(wildcards):
 
 
 def get_final_targets():
-    targets = [
+    """Everything the default target makes; with annotations missing, what can be made now
+    (tomograms, viewing copies, the annotated tilt series) and nothing that needs all of them.
+    """
+    targets = expand(
+        "results/tomograms/{ts}_bin{b}.mrc",
+        ts=TILT_SERIES,
+        b=config["reconstruction"]["binnings"],
+    )
+    if config["validation"].get("truth_phantom"):
+        targets += expand(
+            "results/validation/{ts}_tomogram_vs_truth.tsv", ts=TILT_SERIES
+        )
+    targets += [m.view_path for m in MISSING_DIPOLES]
+    targets += expand("results/averages/{ts}.mrc", ts=PICKABLE)
+    if config["export"]["dynamo_data_folder"]:
+        targets += expand("results/export/dynamo/{ts}", ts=PICKABLE)
+    if config["export"]["relion_subtomograms"]:
+        targets += expand("results/export/relion/{ts}_particles.star", ts=PICKABLE)
+    if MISSING_DIPOLES:
+        return targets  # the merged stages need every tilt series
+    targets += [
         "results/final/final.mrc",
         "results/final/half1_unfil.mrc",
         "results/final/half2_unfil.mrc",
@@ -157,24 +202,23 @@ def get_final_targets():
         "results/final/particles.star",
         "results/final/tomograms.star",
     ]
-    targets += expand("results/averages/{ts}.mrc", ts=TILT_SERIES)
-    targets += expand(
-        "results/tomograms/{ts}_bin{b}.mrc",
-        ts=TILT_SERIES,
-        b=config["reconstruction"]["binnings"],
-    )
     targets += get_project_targets()
-    if config["export"]["dynamo_data_folder"]:
-        targets += expand("results/export/dynamo/{ts}", ts=TILT_SERIES)
-    if config["export"]["relion_subtomograms"]:
-        targets += expand("results/export/relion/{ts}_particles.star", ts=TILT_SERIES)
     if config["validation"].get("truth_map"):
         targets.append("results/validation/fsc_vs_truth.tsv")
-    if config["validation"].get("truth_phantom"):
-        targets += expand(
-            "results/validation/{ts}_tomogram_vs_truth.tsv", ts=TILT_SERIES
-        )
     return targets
+
+
+def get_dipoles_file(wildcards):
+    """The user's dipoles, else the autopilot's proposal; a missing file stops the job
+    with the message that lists every missing annotation."""
+    source = annotation_source("dipoles", wildcards.ts, config)
+    if source is None:
+        raise WorkflowError(
+            format_missing_message(
+                missing_annotations([wildcards.ts], config, steps=["dipoles"])
+            )
+        )
+    return str(source)
 
 
 # Alignment projects (rules/sta.smk)

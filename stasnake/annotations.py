@@ -434,9 +434,14 @@ def format_missing_message(
         if m.map_ready:
             open_text = f"{m.view_path} (made from {m.map_path}, {description})"
         else:
+            later = (
+                "this run makes it"
+                if m.step.per_tilt_series
+                else "the workflow makes it once the files listed before it are in place"
+            )
             open_text = (
                 f"{m.view_path}, made from {m.map_path} ({description}), which does not exist yet: "
-                "the workflow makes it once the files listed before it are in place"
+                + later
             )
         lines.append(_wrap("open:", open_text))
         lines.append(f"   {'prepare:':<9}{m.prepare_command}")  # one line, to copy and paste
