@@ -5,7 +5,8 @@ import numpy as np
 from stasnake.errors import InputError
 from stasnake.io.atomic import write_text_atomic
 from stasnake.io.dynamo_table import read_table, write_table
-from stasnake.io.mrc import read_mrc, read_mrc_header, write_mrc
+from stasnake.io.mrc import read_mrc, write_mrc
+from stasnake.io.particle_export import read_particle_stack
 from stasnake.sta.average import average_particles, tilt_ranges_from_table
 from stasnake.sta.poses import symmetry_order, table_poses
 from stasnake.sta.project import ParticleStacks, check_mask, particle_index
@@ -19,24 +20,18 @@ def main(smk):
     tables = {ts: read_table(path) for ts, path in zip(smk.params.tomograms, smk.input.tables, strict=True)}
     boxes = {}
     for ts, path in stacks.items():
-        header = read_mrc_header(path)
-        shape = tuple(int(v) for v in header["shape"])
-        boxes[ts] = (shape[-1], float(header["pixel_size_angstrom"]))
-        n_boxes = shape[0] if len(shape) == 4 else shape[0] // shape[-1]
-        if n_boxes != len(tables[ts]):
-            raise InputError(path, f"holds {n_boxes} boxes but its table has {len(tables[ts])} rows")
-    sizes = {b for b, _ in boxes.values()}
+        particles, apix = read_particle_stack(path)
+        boxes[ts] = (particles.shape[-1], apix)
+        if len(particles) != len(tables[ts]):
+            raise InputError(path, f"holds {len(particles)} boxes but its table has {len(tables[ts])} rows")
+    sizes = {(b, round(a, 3)) for b, a in boxes.values()}
     if len(sizes) != 1:
-        raise InputError(f"project {project.name}", f"particles of different box sizes: {boxes}")
-    box = sizes.pop()
-    apix = next(iter(boxes.values()))[1]
-    mask = None
-    for key in ("mask", "classification_mask"):
+        raise InputError(f"project {project.name}", f"particles of different box or pixel sizes: {boxes}")
+    box, apix = next(iter(boxes.values()))
+    for key in ("mask", "classification_mask"):  # checked here, before any long work
         path = getattr(smk.input, key, None)
         if path:
-            data, _ = read_mrc(path)
-            check_mask(data, box, path)
-            mask = data if key == "mask" else mask
+            check_mask(read_mrc(path)[0], box, path)
     index = particle_index(tables, stacks)
     if len(index) == 0:
         raise InputError(f"project {project.name}", f"no particles in {smk.input.tables}")

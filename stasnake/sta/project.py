@@ -456,10 +456,9 @@ class ParticleStacks:
 
     def _stack(self, path: str) -> np.ndarray:
         if path not in self._stacks:
-            from stasnake.io.mrc import read_mrc
+            from stasnake.io.particle_export import read_particle_stack
 
-            data, _ = read_mrc(path, mmap=True)
-            self._stacks[path] = data
+            self._stacks[path] = read_particle_stack(path)[0]
         return self._stacks[path]
 
     def __len__(self) -> int:
