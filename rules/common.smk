@@ -16,7 +16,7 @@ from stasnake.annotations import (
 from stasnake.errors import InputError
 from stasnake.io.dynamo_table import read_table
 from stasnake.io.mdoc import read_mdoc
-from stasnake.sta.project import chunk_labels, load_projects
+from stasnake.sta.project import chunk_labels, load_projects, referenced_project
 from stasnake.tilt.movie_files import find_movies
 from stasnake.validation.samples import load_samples
 
@@ -247,8 +247,12 @@ def get_project_tables(wildcards):
 
 
 def get_project_reference_file(wildcards):
-    reference = project_of(wildcards).reference
-    return [] if reference == "average" else reference
+    """The starting reference map: none (the average), a file, or another project's last average."""
+    project = project_of(wildcards)
+    source = referenced_project(project, PROJECTS)
+    if source is not None:
+        return iteration_file(source, PROJECTS[source].n_iterations, "average.mrc")
+    return [] if project.reference == "average" else project.reference
 
 
 def get_project_mask(wildcards):

@@ -15,6 +15,7 @@ from stasnake.sta.project import (
     load_project,
     load_projects,
     particle_index,
+    referenced_project,
     select_for_average,
 )
 
@@ -135,3 +136,23 @@ def test_masks_of_the_wrong_size_or_values_are_refused():
         check_mask(np.full((16, 16, 16), 2.0, np.float32), 16, "mask.mrc")
     with pytest.raises(InputError, match="empty"):
         check_mask(np.zeros((16, 16, 16), np.float32), 16, "mask.mrc")
+
+
+def test_per_tomogram_projects_and_reference_chains():
+    rounds = [dict(ROUND)]
+    projects = load_projects(
+        {"initial": {"tomograms": ["TS_01"], "rounds": rounds},
+         "each": {"per_tomogram": True, "reference": "project:initial", "rounds": rounds},
+         "again": {"per_tomogram": True, "reference": "project:each", "rounds": rounds}},
+        32, ["TS_01", "TS_02"],
+    )  # fmt: skip
+    assert sorted(projects) == ["again_TS_01", "again_TS_02", "each_TS_01", "each_TS_02", "initial"]
+    assert projects["each_TS_02"].tomograms == ("TS_02",)
+    assert referenced_project(projects["each_TS_02"], projects) == "initial"
+    assert referenced_project(projects["again_TS_02"], projects) == "each_TS_02"  # its own tomogram's project
+    assert referenced_project(projects["initial"], projects) is None
+    with pytest.raises(InputError, match="no project 'missing'"):
+        load_projects({"a": {"reference": "project:missing", "rounds": rounds}}, 32, ["TS_01"])
+    with pytest.raises(InputError, match="loop: a -> b -> a"):
+        load_projects({"a": {"reference": "project:b", "rounds": rounds},
+                       "b": {"reference": "project:a", "rounds": rounds}}, 32, ["TS_01"])  # fmt: skip

@@ -6,6 +6,7 @@ must bring the poses back toward the truth and the average closer to the true
 unit map than the starting average.
 """
 
+import copy
 import dataclasses
 import subprocess
 import sys
@@ -74,8 +75,13 @@ def project_run(tmp_path_factory):
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
     cfg["picking"]["import_table"] = str(data / "perturbed.tbl")
     cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
-    project = {"tomograms": "all", "gold_standard": True, "rounds": ROUNDS}
-    cfg["sta_projects"] = {"chunked": {**project, "chunk_size": 5}, "whole": {**project, "chunk_size": 100000}}
+    def project(**keys):  # fresh copies: shared dicts would become YAML aliases
+        return {"tomograms": "all", "gold_standard": True, "rounds": copy.deepcopy(ROUNDS), **keys}
+
+    cfg["sta_projects"] = {"chunked": project(chunk_size=5), "whole": project(chunk_size=100000),
+                           # a per-tomogram project that starts from another project's last average
+                           "chained": {"per_tomogram": True, "reference": "project:whole",
+                                       "rounds": copy.deepcopy(ROUNDS[1:])}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     # first only iteration 1, then the rest: the second run must not redo iteration 1
     snakemake(workdir, "results/sta/chunked/ite_0001/average.mrc")
@@ -147,6 +153,14 @@ def test_a_finished_iteration_is_not_redone(project_run):
     (workdir / "results/sta/chunked/ite_0003/table.tbl").unlink()
     plan = snakemake(workdir, "sta_projects", "-n", "--quiet", "rules").stdout
     assert "sta_gather_table" in plan and "sta_align_chunk" not in plan, plan
+
+
+def test_a_chained_project_starts_from_the_other_projects_average(project_run):
+    workdir = project_run[0]
+    start = read_mrc(workdir / "results/sta/chained_TS_01/ite_0000/average.mrc")[0]
+    source = read_mrc(workdir / "results/sta/whole/ite_0003/average.mrc")[0]
+    np.testing.assert_array_equal(start, source)
+    assert (workdir / "results/sta/chained_TS_01/ite_0001/table.tbl").exists()
 
 
 def test_bad_project_config_fails_before_any_job(project_run, tmp_path):

@@ -16,7 +16,7 @@ pixels of the full-size box (``dim`` does not change them, see the spec).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,9 @@ class Project:
     rounds : tuple of Round
     reference : str
         ``"average"``: the starting reference is the wedge-compensated average of
-        the starting table; otherwise the path of an MRC map of the particles' box.
+        the starting table; ``"project:NAME"``: the last average of project NAME
+        (of ``NAME_{ts}`` when NAME is per tomogram and this project is too);
+        otherwise the path of an MRC map of the particles' box.
     randomize_azimuth : bool
         Randomise each particle's rotation about its own z axis in the starting
         table (the protocol's azimuth-randomised template; no in-plane bias).
@@ -109,6 +111,10 @@ class Project:
         Particles per alignment or averaging job.
     starting_symmetry : str
         Symmetry of the starting average (``c1`` for a template with no bias).
+    per_tomogram : bool
+        In the configuration: one project ``NAME_{ts}`` per tilt series of
+        ``tomograms`` (the protocol's per-tomogram projects); ``tomograms`` of
+        each expanded project is that one tilt series.
     """
 
     name: str
@@ -121,6 +127,7 @@ class Project:
     gold_standard: bool = False
     chunk_size: int = 100
     starting_symmetry: str = "c1"
+    per_tomogram: bool = False
     where: str = field(default="", compare=False, repr=False)
 
     @property
@@ -300,7 +307,7 @@ def load_project(name: str, spec: dict, box_size: int, tomograms, where: str | N
         value = spec.get(key)
         if value is not None and not isinstance(value, str):
             raise InputError(f"{where}{key}", f"must be the path of an MRC mask, not {value!r}")
-    for key in ("randomize_azimuth", "gold_standard"):
+    for key in ("randomize_azimuth", "gold_standard", "per_tomogram"):
         if not isinstance(spec.get(key, False), bool):
             raise InputError(f"{where}{key}", f"must be true or false, not {spec[key]!r}")
     start_sym = str(spec.get("starting_symmetry", "c1"))
@@ -312,12 +319,18 @@ def load_project(name: str, spec: dict, box_size: int, tomograms, where: str | N
         name=name, tomograms=tuple(toms), rounds=rounds, reference=reference,
         randomize_azimuth=bool(spec.get("randomize_azimuth", False)), mask=spec.get("mask"),
         classification_mask=spec.get("classification_mask"), gold_standard=bool(spec.get("gold_standard", False)),
-        chunk_size=chunk, starting_symmetry=start_sym, where=where,
+        chunk_size=chunk, starting_symmetry=start_sym, per_tomogram=bool(spec.get("per_tomogram", False)),
+        where=where,
     )  # fmt: skip
 
 
 def load_projects(config_projects: dict | None, box_size: int, tomograms) -> dict[str, Project]:
-    """All projects of the configuration's ``sta_projects`` mapping (a value may be a YAML file path)."""
+    """All projects of the configuration's ``sta_projects`` mapping (a value may be a YAML file path).
+
+    A project with ``per_tomogram: true`` becomes one project ``NAME_{ts}`` per tilt
+    series. References ``project:NAME`` must name another configured project, and the
+    chain of references must not loop.
+    """
     import yaml
 
     out = {}
@@ -329,8 +342,39 @@ def load_projects(config_projects: dict | None, box_size: int, tomograms) -> dic
                 raise InputError(f"config: sta_projects.{name}", f"project file {spec} does not exist")
             spec = yaml.safe_load(path.read_text())
             where = f"{path}: "
-        out[name] = load_project(name, spec, box_size, tomograms, where)
+        project = load_project(name, spec, box_size, tomograms, where)
+        if not project.per_tomogram:
+            out[name] = project
+            continue
+        for ts in project.tomograms:
+            out[f"{name}_{ts}"] = replace(project, name=f"{name}_{ts}", tomograms=(ts,))
+    for project in out.values():
+        _check_reference_chain(project, out)
     return out
+
+
+def referenced_project(project: Project, projects: dict[str, Project]) -> str | None:
+    """Name of the project whose last average is ``project``'s starting reference, if any."""
+    if not project.reference.startswith("project:"):
+        return None
+    source = project.reference.split(":", 1)[1]
+    if project.per_tomogram and len(project.tomograms) == 1 and f"{source}_{project.tomograms[0]}" in projects:
+        return f"{source}_{project.tomograms[0]}"
+    return source
+
+
+def _check_reference_chain(project: Project, projects: dict[str, Project]) -> None:
+    seen = [project.name]
+    current = project
+    while (source := referenced_project(current, projects)) is not None:
+        if source not in projects:
+            raise InputError(f"{project.where}reference", f"{current.reference!r}: no project {source!r} "
+                             f"(projects: {', '.join(sorted(projects))})")  # fmt: skip
+        if source in seen:
+            raise InputError(f"{project.where}reference", f"projects reference each other in a loop: "
+                             f"{' -> '.join([*seen, source])}")  # fmt: skip
+        seen.append(source)
+        current = projects[source]
 
 
 def check_mask(mask: np.ndarray, box_size: int, source) -> None:
