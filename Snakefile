@@ -14,6 +14,7 @@ include: "rules/tomograms.smk"
 include: "rules/picking.smk"
 include: "rules/averaging.smk"
 include: "rules/sta.smk"
+include: "rules/reference.smk"
 include: "rules/export.smk"
 include: "rules/final.smk"
 

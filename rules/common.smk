@@ -3,6 +3,7 @@
 import math
 import re
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -52,8 +53,22 @@ MISSING_DIPOLES = (
 PICKABLE = [
     ts for ts in TILT_SERIES if ts not in {m.tilt_series for m in MISSING_DIPOLES}
 ]
-if MISSING_DIPOLES and workflow.is_main_process:
-    print(format_missing_message(MISSING_DIPOLES), file=sys.stderr)
+# Step 3: the initial reference is the last average of this project, centred on the
+# user's marker (annotations/reference_center.cmm).
+REFERENCE_PROJECT = config["protocol"]["reference_project"]
+INITIAL_REFERENCE = "results/reference/initial_reference.mrc"
+if REFERENCE_PROJECT is not None and REFERENCE_PROJECT not in PROJECTS:
+    raise WorkflowError(
+        f"config: protocol.reference_project {REFERENCE_PROJECT!r} is not one of the "
+        f"sta_projects ({', '.join(PROJECTS) or 'none'})"
+    )
+MISSING_MARKERS = (
+    missing_annotations([], config, steps=["reference_center"])
+    if REFERENCE_PROJECT is not None
+    else []
+)
+if (MISSING_DIPOLES or MISSING_MARKERS) and workflow.is_main_process:
+    print(format_missing_message(MISSING_DIPOLES + MISSING_MARKERS), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -203,9 +218,46 @@ def get_final_targets():
         "results/final/tomograms.star",
     ]
     targets += get_project_targets()
+    if REFERENCE_PROJECT is not None:
+        targets += ["results/reference/initial_average.mrc"]
+        targets += (
+            [m.view_path for m in MISSING_MARKERS]
+            if MISSING_MARKERS
+            else [INITIAL_REFERENCE]
+        )
     if config["validation"].get("truth_map"):
         targets.append("results/validation/fsc_vs_truth.tsv")
     return targets
+
+
+def reference_project_file(name):
+    """A file of the last iteration of the step-3 reference project."""
+    project = PROJECTS[REFERENCE_PROJECT]
+    return iteration_file(REFERENCE_PROJECT, project.n_iterations, name)
+
+
+def get_reference_center_file(wildcards):
+    """The user's particle-centre marker; a missing one stops the job with the full message."""
+    source = annotation_source("reference_center", None, config)
+    if source is None or not Path(source).is_file():
+        raise WorkflowError(
+            format_missing_message(
+                missing_annotations([], config, steps=["reference_center"])
+            )
+        )
+    return str(source)
+
+
+def project_ready(name):
+    """False while a project's reference chain needs the centred initial reference and
+    its marker is missing."""
+    seen = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        if PROJECTS[name].reference == INITIAL_REFERENCE and MISSING_MARKERS:
+            return False
+        name = referenced_project(PROJECTS[name], PROJECTS)
+    return True
 
 
 def get_dipoles_file(wildcards):
@@ -311,9 +363,10 @@ def get_average_chunks(wildcards):
 
 
 def get_project_targets():
-    """The last iteration's average and table of every configured project."""
+    """The last iteration's average and table of every configured project that can run."""
     return [
         iteration_file(name, p.n_iterations, f)
         for name, p in PROJECTS.items()
+        if project_ready(name)
         for f in ("average.mrc", "table.tbl", "fsc.tsv")
     ]

@@ -194,3 +194,35 @@ def test_particle_exports(project_run):
     assert len(star["particles"]) == len(table)
     name = star["particles"].rlnImageName.iloc[0]
     assert "Subtomograms/TS_01/" in name and (workdir / "results/export/relion" / name).exists()
+
+
+def test_initial_reference_waits_for_the_marker_then_recentres(project_run):
+    from stasnake.io.cmm import pixels_to_markers, write_cmm
+    from stasnake.sta.poses import table_poses
+
+    workdir = project_run[0]
+    step3 = ("--config", "protocol={reference_project: whole}")  # last: --config takes several values
+    run = snakemake(workdir, "results/views/initial_average_view.mrc", *step3)
+    assert "annotations/reference_center.cmm" in run.stdout + run.stderr  # what to mark, and where
+    early = snakemake(workdir, "results/reference/initial_reference.mrc", "-n", *step3, check=False)
+    assert early.returncode != 0 and "1 annotation file is missing" in early.stdout + early.stderr
+    initial, apix = read_mrc(workdir / "results/reference/initial_average.mrc")
+    box = initial.shape[0]
+    offset = np.array([2.0, -1.0, 1.0])  # the user marks a point off the box centre
+    marker = pixels_to_markers((box // 2 + 1 + offset)[None], apix)
+    (workdir / "annotations").mkdir(exist_ok=True)
+    write_cmm(workdir / "annotations/reference_center.cmm", marker)
+    snakemake(workdir, "results/reference/initial_reference.mrc", *step3)
+    before = read_table(workdir / "results/sta/whole/ite_0003/table.tbl")
+    after = read_table(workdir / "results/reference/initial_reference.tbl")
+    matrices, _ = table_poses(before)
+    moved = after[["dx", "dy", "dz"]].to_numpy() - before[["dx", "dy", "dz"]].to_numpy()
+    np.testing.assert_allclose(moved, matrices @ offset, atol=1e-3)  # along each particle's own axes
+    centred = read_mrc(workdir / "results/reference/initial_reference.mrc")[0]
+    shifted = np.roll(initial, shift=(-1, 1, -2), axis=(0, 1, 2))  # the marked point moved to the centre
+    inner = (slice(4, -4),) * 3
+    corr = lambda a, b: np.corrcoef(a[inner].ravel(), b[inner].ravel())[0, 1]  # noqa: E731
+    print(f"centred reference vs the initial average moved by the marker offset: r = {corr(centred, shifted):.3f}, "
+          f"unmoved: r = {corr(centred, initial):.3f}")  # fmt: skip
+    assert corr(centred, shifted) > corr(centred, initial) + 0.05
+    (workdir / "annotations/reference_center.cmm").unlink()
