@@ -3,7 +3,6 @@
 import math
 import re
 import sys
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -62,8 +61,9 @@ if REFERENCE_PROJECT is not None and REFERENCE_PROJECT not in PROJECTS:
         f"config: protocol.reference_project {REFERENCE_PROJECT!r} is not one of the "
         f"sta_projects ({', '.join(PROJECTS) or 'none'})"
     )
+# (no autopilot proposal for the reference centre yet: the user's marker is needed)
 MISSING_MARKERS = (
-    missing_annotations([], config, steps=["reference_center"])
+    missing_annotations([], config, autopilot=False, steps=["reference_center"])
     if REFERENCE_PROJECT is not None
     else []
 )
@@ -238,11 +238,13 @@ def reference_project_file(name):
 
 def get_reference_center_file(wildcards):
     """The user's particle-centre marker; a missing one stops the job with the full message."""
-    source = annotation_source("reference_center", None, config)
-    if source is None or not Path(source).is_file():
+    source = annotation_source("reference_center", None, config, autopilot=False)
+    if source is None:
         raise WorkflowError(
             format_missing_message(
-                missing_annotations([], config, steps=["reference_center"])
+                missing_annotations(
+                    [], config, autopilot=False, steps=["reference_center"]
+                )
             )
         )
     return str(source)
