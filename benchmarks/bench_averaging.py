@@ -160,14 +160,7 @@ def _mem_child(stack_path):
     peaks = {}
     stop = threading.Event()
 
-    def rss():
-        d = {}
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(("RssAnon", "RssFile", "VmRSS")):
-                    k, v = line.split(":")
-                    d[k] = int(v.split()[0]) * 1024
-        return d
+    rss = common.resident_memory_bytes
 
     def sample():
         while not stop.is_set():

@@ -128,6 +128,17 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, 
     return {k: _summary(walls[k], others[k], repeats) for k in fns}
 
 
+def resident_memory_bytes() -> dict:
+    """This process's RssAnon, RssFile and VmRSS from /proc/self/status, in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon", "RssFile", "VmRSS")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
 def machine_info() -> dict:
     """CPU model, logical cores, numba threads, library versions."""
     model = platform.processor() or "unknown"
