@@ -4,10 +4,6 @@ The CUDA kernels run under numba's simulator without a GPU (tests/conftest.py se
 NUMBA_ENABLE_CUDASIM=1), hence the tiny sizes.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -17,6 +13,7 @@ from stasnake.kernels.interp import affine_trilinear
 from stasnake.sta.average import accumulate_particles
 from stasnake.sta.wedge import wedge_mask
 from stasnake.synth.particles import random_rotations
+from tests.test_kernels_cuda import assert_cuda_call_fails_clearly
 
 needs_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA device and no simulator")
 RANGES = [(-60.0, 60.0), (-45.0, 45.0), (-30.0, 70.0), (-60.0, 90.0), (-90.0, 50.0), (-90.0, 90.0), (0.0, 0.0)]
@@ -116,12 +113,7 @@ def test_cuda_averaging_matches_cpu():
 
 def test_cuda_averaging_without_device_raises_clear_error():
     """Without a GPU and without the simulator, device='cuda' is a RuntimeError, not a crash."""
-    import shutil
-
-    if shutil.which("nvidia-smi") is not None:
-        pytest.skip("a GPU is present")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    code = (
+    assert_cuda_call_fails_clearly(
         "import numpy as np\n"
         "from stasnake.sta.average import average_particles\n"
         "try:\n"
@@ -129,6 +121,3 @@ def test_cuda_averaging_without_device_raises_clear_error():
         "except RuntimeError as e:\n"
         "    print('RuntimeError:', e)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert "RuntimeError:" in res.stdout and "no CUDA device" in res.stdout

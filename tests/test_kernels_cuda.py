@@ -38,14 +38,22 @@ def test_cuda_to_mrc(tmp_path):
     np.testing.assert_allclose(data, reconstruct_wbp(stack, angles, 4), rtol=1e-4, atol=1e-5)
 
 
-def test_cuda_without_device_raises_clear_error():
-    """Without a GPU and without the simulator, device='cuda' is a RuntimeError, not a crash."""
+def assert_cuda_call_fails_clearly(code: str) -> None:
+    """Run ``code`` without a GPU and without the simulator: its device='cuda' call, caught as
+    RuntimeError and printed, must say that there is no CUDA device (not crash)."""
     import shutil
 
     if shutil.which("nvidia-smi") is not None:
         pytest.skip("a GPU is present")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    code = (
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "RuntimeError:" in res.stdout and "no CUDA device" in res.stdout
+
+
+def test_cuda_without_device_raises_clear_error():
+    """Without a GPU and without the simulator, device='cuda' is a RuntimeError, not a crash."""
+    assert_cuda_call_fails_clearly(
         "import numpy as np\n"
         "from stasnake.tilt.reconstruct import reconstruct_wbp\n"
         "try:\n"
@@ -53,6 +61,3 @@ def test_cuda_without_device_raises_clear_error():
         "except RuntimeError as e:\n"
         "    print('RuntimeError:', e)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert "RuntimeError:" in res.stdout and "no CUDA device" in res.stdout
