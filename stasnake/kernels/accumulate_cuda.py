@@ -15,6 +15,8 @@ grids tiny).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import cuda  # module global: the simulator swaps it inside kernels
 
@@ -22,14 +24,11 @@ from stasnake.kernels.accumulate import fft_index_frequency, wedge_weight
 from stasnake.kernels.backproject_cuda import require_cuda
 
 _THREADS = (32, 4, 2)  # (x, y, z) threads per block
-_KERNEL = None
 
 
+@functools.cache
 def _kernel():
     """Compile (lazily, once) and return the CUDA kernel."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
     weight_at = cuda.jit(device=True)(wedge_weight)
     freq = cuda.jit(device=True)(fft_index_frequency)
 
@@ -49,8 +48,7 @@ def _kernel():
             sum_out[iz, iy, ix] += (scale * w) * spectrum[jz, jy, ix]
             weight_out[iz, iy, ix] += w
 
-    _KERNEL = accumulate_kernel
-    return _KERNEL
+    return accumulate_kernel
 
 
 class CudaSpectrumSums:

@@ -18,13 +18,14 @@ first imported (slow: tests keep it to a few thousand voxels).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import cuda  # module global: the simulator swaps it inside kernels
 
 from stasnake.kernels.backproject import detector_u
 
 _THREADS = (32, 4, 2)  # (y, x, z) threads per block: 256
-_KERNEL = None
 
 
 def cuda_available() -> bool:
@@ -46,11 +47,9 @@ def require_cuda() -> None:
         )
 
 
+@functools.cache
 def _kernel():
     """Compile (lazily, once) and return the CUDA kernel."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
     det_u = cuda.jit(device=True)(detector_u)
 
     @cuda.jit
@@ -78,8 +77,7 @@ def _kernel():
             acc += (w * (one - f)) * proj_tuy[t, i0, y] + (w * f) * proj_tuy[t, i0 + 1, y]
         out_zxy[iz, ix, y] = acc
 
-    _KERNEL = backproject_kernel
-    return _KERNEL
+    return backproject_kernel
 
 
 def backproject_slab_cuda(proj_tuy, cos_t, sin_t, weights, nz: int, nx: int) -> np.ndarray:

@@ -24,6 +24,7 @@ Without a GPU, numba's CUDA simulator runs these kernels (slowly) when
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -43,14 +44,11 @@ from stasnake.kernels.ccsearch import (
 
 THREADS = 128  # threads per block (one block per candidate)
 CHUNK = 1024  # candidates per launch (bounds the work arrays in GPU memory)
-_KERNELS = None
 
 
+@functools.cache
 def _kernels():
     """Compile (lazily, once) and return the two CUDA kernels."""
-    global _KERNELS
-    if _KERNELS is not None:
-        return _KERNELS
     sample = cuda.jit(device=True)(sample_trilinear)
     step_fn = cuda.jit(device=True)(newton_step)
     clip = cuda.jit(device=True)(clip_to_ellipsoid)
@@ -310,8 +308,7 @@ def _kernels():
             out_offset[c, 1] = pos[1]
             out_offset[c, 2] = pos[2]
 
-    _KERNELS = (fill_kernel, window_kernel)
-    return _KERNELS
+    return (fill_kernel, window_kernel)
 
 
 def score_candidates_cuda(

@@ -13,28 +13,23 @@ volumes tiny).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import cuda  # module global: the simulator swaps it inside kernels
 
 from stasnake.kernels.backproject_cuda import require_cuda
+from stasnake.kernels.interp import _sample
 
 _THREADS = (32, 4, 2)  # (x, y, z) threads per block
-_KERNEL = None
 
 
+@functools.cache
 def _kernel():
     """Compile (lazily, once) and return the CUDA kernel."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
 
-    @cuda.jit(device=True)
-    def sample(vol, iz, iy, ix, cval):
-        if iz < 0 or iy < 0 or ix < 0 or iz >= vol.shape[0] or iy >= vol.shape[1] or ix >= vol.shape[2]:
-            return cval
-        return vol[iz, iy, ix]
+    sample = cuda.jit(device=True)(_sample.py_func)  # the CPU kernel's bounds-checked read
 
     @cuda.jit
     def trilinear_kernel(vol, m, offset, centre, cval, out):
@@ -63,8 +58,7 @@ def _kernel():
         c11 = sample(vol, z0 + 1, y0 + 1, x0, cval) * gx + sample(vol, z0 + 1, y0 + 1, x0 + 1, cval) * fx
         out[k, j, i] = (c00 * gy + c01 * fy) * gz + (c10 * gy + c11 * fy) * fz
 
-    _KERNEL = trilinear_kernel
-    return _KERNEL
+    return trilinear_kernel
 
 
 def affine_trilinear_cuda(vol, m, offset_xyz, out_shape_zyx, out_centre_xyz, cval: float = 0.0, to_host: bool = True):
