@@ -14,7 +14,7 @@ from stasnake.io.dynamo_table import particle_positions, read_table
 from stasnake.picking.dipoles import read_dipoles
 from stasnake.synth import SynthConfig, generate_dataset
 from stasnake.synth.annotations import write_demo_annotations
-from tests.test_workflow import REPO, snakemake
+from tests.test_workflow import REPO, snakemake, write_samples
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.integration
 def make_run(root: Path, data: Path, config: SynthConfig, autopilot: bool) -> Path:
     workdir = root / ("autopilot" if autopilot else "manual")
     workdir.mkdir()
-    pd.DataFrame([{"name": "TS_01", "tilt_series": data / "tiltseries/TS_01.mrc", "mdoc": data / "tiltseries/TS_01.mrc.mdoc",
-                   "alignment_xf": data / "truth/TS_01/alignment.xf", "defocus_file": data / "truth/TS_01/ctf.defocus"}]
-                 ).to_csv(workdir / "tomograms.tsv", sep="\t", index=False)  # fmt: skip
+    write_samples(workdir, data, ["TS_01"])  # truth .xf and .defocus imported
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["samples"] = "tomograms.tsv"
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])

@@ -25,7 +25,7 @@ from stasnake.sta.angles import rotation_distance_deg
 from stasnake.sta.rotate import rotation_about_z
 from stasnake.sta.validate import compare_with_truth
 from stasnake.synth import SynthConfig, generate_dataset
-from tests.test_workflow import snakemake
+from tests.test_workflow import snakemake, write_samples
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -67,9 +67,7 @@ def project_run(tmp_path_factory):
     truth = read_table(data / "truth/TS_01/particles.tbl")
     write_table(data / "perturbed.tbl", perturbed_table(truth, np.random.default_rng(5)))
     workdir = tmp_path_factory.mktemp("sta_run")
-    pd.DataFrame([{"name": "TS_01", "tilt_series": data / "tiltseries/TS_01.mrc", "mdoc": data / "tiltseries/TS_01.mrc.mdoc",
-                   "alignment_xf": data / "truth/TS_01/alignment.xf", "defocus_file": data / "truth/TS_01/ctf.defocus"}]
-                 ).to_csv(workdir / "tomograms.tsv", sep="\t", index=False)  # fmt: skip
+    write_samples(workdir, data, ["TS_01"])  # truth .xf and .defocus imported
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["samples"] = "tomograms.tsv"
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
