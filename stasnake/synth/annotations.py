@@ -33,8 +33,9 @@ import pandas as pd
 
 from stasnake.annotations import DIPOLE_COLUMNS
 from stasnake.errors import InputError
-from stasnake.io.atomic import write_text_atomic
 from stasnake.io.cmm import pixels_to_markers, write_cmm
+from stasnake.picking.dipoles import binned_to_full
+from stasnake.picking.dipoles import write_dipoles as write_picking_dipoles
 
 
 def _isotropic_errors(n: int, rms_px: float, rng: np.random.Generator, dims: int = 3) -> np.ndarray:
@@ -92,11 +93,14 @@ def simulate_dipoles(
 def write_dipoles(path: str | os.PathLike, dipoles: pd.DataFrame, binning: int) -> None:
     """Write ``dipoles.csv`` as a user would: a ``# binning: B`` comment, the header, one row per VLP.
 
-    Coordinates are already binned; each row also carries the ``binning`` column that
-    :func:`stasnake.picking.dipoles.read_dipoles` requires (atomic write).
+    ``dipoles`` holds binned coordinates, rounded to the 0.01 px a user's clicks carry;
+    the file is written by :func:`stasnake.picking.dipoles.write_dipoles` (atomic), the
+    format the workflow reads.
     """
-    out = dipoles[list(DIPOLE_COLUMNS)].round(2).assign(binning=int(binning))
-    write_text_atomic(path, f"# binning: {int(binning)}\n{out.to_csv(index=False)}")
+    clicks = dipoles[list(DIPOLE_COLUMNS)].round(2)
+    full = pd.DataFrame(binned_to_full(clicks.to_numpy().reshape(-1, 3), binning).reshape(-1, 6),
+                        columns=list(DIPOLE_COLUMNS))  # fmt: skip
+    write_picking_dipoles(path, full, binning=int(binning), comment=f"binning: {int(binning)}")
 
 
 def lattice_unit_centres(
