@@ -24,6 +24,7 @@ checkpoint sta_start:
         reference=get_project_reference_file,
         mask=get_project_mask,
         classification_mask=get_project_classification_mask,
+        marker=get_project_recentre_marker,
     output:
         table="results/sta/{project}/ite_0000/table.tbl",
         index="results/sta/{project}/particles.csv",
@@ -70,6 +71,9 @@ rule sta_align_chunk:
     params:
         project=lambda wc: PROJECTS[wc.project],
         device=config["device"],
+        # a round with mask: lattice aligns on the lattice layer beside the membrane
+        lattice_spacing_angstrom=config["protocol"]["lattice_spacing_angstrom"],
+        lattice_side=config["protocol"]["lattice_side"],
     script:
         "../scripts/sta_align_chunk.py"
 

@@ -8,6 +8,7 @@ from stasnake.io.dynamo_table import read_table, write_table
 from stasnake.io.mrc import read_mrc
 from stasnake.sta.align import align_particles, prepare_reference, score_particles
 from stasnake.sta.average import symmetrize_cn, tilt_ranges_from_table
+from stasnake.sta.masks import lattice_layer_mask
 from stasnake.sta.poses import table_poses
 from stasnake.sta.project import ParticleStacks, chunk_rows
 from stasnake.workflow import log, run_rule
@@ -25,10 +26,18 @@ def main(smk):
     log.info("iteration %d (round %d), chunk %s/%s: %d particles, %d to align", k, project.round_index(k) + 1,
              smk.wildcards.half, smk.wildcards.chunk, len(chunk), int(active.sum()))  # fmt: skip
     if active.any():
-        reference, _ = read_mrc(smk.input.reference)
+        reference, apix = read_mrc(smk.input.reference)
         if rnd.symmetry_order > 1:
             reference = symmetrize_cn(reference, rnd.symmetry_order)
-        mask = read_mrc(smk.input.mask)[0] if smk.input.mask else None
+        if rnd.mask == "none":
+            mask = None
+        elif rnd.mask == "lattice":
+            mask = lattice_layer_mask(reference, apix, smk.params.lattice_spacing_angstrom, smk.params.lattice_side)
+            column = np.flatnonzero(mask[:, mask.shape[1] // 2, mask.shape[2] // 2] > 0.5)
+            log.info("alignment mask: the lattice layer %s the membrane of the reference, z %d..%d px",
+                     smk.params.lattice_side, column[0], column[-1])  # fmt: skip
+        else:
+            mask = read_mrc(smk.input.mask)[0] if smk.input.mask else None
         params = rnd.search_params()
         prepared = prepare_reference(reference, params, alignment_mask=mask)
         act = chunk[active]

@@ -4,13 +4,15 @@ import numpy as np
 
 from stasnake.errors import InputError
 from stasnake.io.atomic import write_text_atomic
+from stasnake.io.cmm import markers_to_pixels, read_cmm
 from stasnake.io.dynamo_table import read_table, write_table
 from stasnake.io.mrc import read_mrc, write_mrc
 from stasnake.io.particle_export import read_particle_stack
 from stasnake.sta.average import average_particles, tilt_ranges_from_table
 from stasnake.sta.poses import symmetry_order, table_poses
 from stasnake.sta.project import ParticleStacks, check_mask, particle_index
-from stasnake.sta.table_ops import merge_tables, randomize_azimuth
+from stasnake.sta.table_ops import merge_tables, randomize_azimuth, recentre
+from stasnake.sta.tables import split_even_odd
 from stasnake.workflow import log, run_rule
 
 
@@ -40,15 +42,32 @@ def main(smk):
     index["tag"] = table["tag"].to_numpy()
     table["aligned_value"] = 1
     table["averaged_value"] = 1
+    if project.recentre_marker:
+        marker = markers_to_pixels(read_cmm(smk.input.marker), apix)
+        if len(marker) != 1:
+            raise InputError(smk.input.marker, f"holds {len(marker)} markers; the particle centre is one")
+        table = recentre(table, marker[0], box, source=smk.input.marker)
+        log.info("starting table re-centred on the marker at (%.1f, %.1f, %.1f) px (%s)", *marker[0],
+                 smk.input.marker)  # fmt: skip
     if project.randomize_azimuth:
         table = randomize_azimuth(table, np.random.default_rng(0))
         log.info("randomised the azimuth (rotation about each particle's z axis) of %d particles", len(table))
+    halves = {}
     if project.reference == "average":
         matrices, shifts = table_poses(table)
         tilt_ranges = tilt_ranges_from_table(table)
+        sym = symmetry_order(project.starting_symmetry)
         reference = average_particles(ParticleStacks(index, index["row"]), matrices, shifts, tilt_ranges,
-                                      symmetry=symmetry_order(project.starting_symmetry))  # fmt: skip
+                                      symmetry=sym)  # fmt: skip
         log.info("starting reference: the average of %d particles (%s)", len(table), project.starting_symmetry)
+        if project.gold_standard:  # each half starts from its own particles only
+            for name, sel in zip(("half1", "half2"), split_even_odd(table), strict=True):
+                if not sel.any():
+                    raise InputError(f"project {project.name}", f"{name} (tag parity) has no particles")
+                halves[name] = average_particles(ParticleStacks(index, index["row"].to_numpy()[sel]), matrices[sel],
+                                                 shifts[sel], tilt_ranges[sel], symmetry=sym)  # fmt: skip
+            log.info("gold standard: each half starts from the average of its own %d / %d particles",
+                     *(int(s.sum()) for s in split_even_odd(table)))  # fmt: skip
     else:
         reference, _ = read_mrc(smk.input.reference)
         if reference.shape != (box,) * 3:
@@ -59,8 +78,9 @@ def main(smk):
              ", gold standard" if project.gold_standard else "")  # fmt: skip
     write_text_atomic(smk.output.index, index.to_csv(index=False))
     write_table(smk.output.table, table)
-    for path in (smk.output.average, smk.output.half1, smk.output.half2):
-        write_mrc(path, np.asarray(reference, dtype=np.float32), apix)
+    write_mrc(smk.output.average, np.asarray(reference, dtype=np.float32), apix)
+    for name in ("half1", "half2"):
+        write_mrc(getattr(smk.output, name), np.asarray(halves.get(name, reference), dtype=np.float32), apix)
 
 
 run_rule(snakemake, main)  # noqa: F821

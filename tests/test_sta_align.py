@@ -218,6 +218,26 @@ def test_shift_limits_centres_and_unlimited(unit):
     assert np.linalg.norm(results[((4, 4, 4), None)] - truth[0]) > 2
 
 
+def test_shift_limits_on_the_particle_axes(unit):
+    """area_search on each particle's own axes: a particle 4.5 px off along its z axis (lying
+    along tomogram x) is found with limits (1, 1, 6) in the particle frame and not with the same
+    limits on the box axes; the found shift is inside the rotated ellipsoid."""
+    rng = np.random.default_rng(8)
+    rot = Rotation.from_euler("y", 90, degrees=True).as_matrix()[None]  # particle z -> tomogram -x
+    truth = rot[0] @ np.array([0.4, -0.3, 4.5])
+    part = simulate_particles(unit, rot, truth[None], rng, (-60, 60), snr=np.inf)
+    found = {}
+    for frame in ("particle", "box"):
+        params = SearchParams(0, 10, 0, 10, low=10, shift_limits_xyz=(1, 1, 6), shift_frame=frame)
+        res = align_particles(part, rot, np.zeros((1, 3)), _tilts(1, 60), prepare_reference(unit, params), params)
+        found[frame] = res.shifts_xyz[0]
+    print("\n", {k: np.round(v, 3).tolist() for k, v in found.items()}, "truth", np.round(truth, 3).tolist())
+    np.testing.assert_allclose(found["particle"], truth, atol=0.05)
+    assert np.linalg.norm(found["box"] - truth) > 3
+    local = rot[0].T @ found["particle"]
+    assert np.sum((local / np.array([1, 1, 6])) ** 2) <= 1 + 0.05
+
+
 def test_sequence_input_progress_and_device_check(unit):
     """Particles as a list (read one at a time) give the array's result; progress is reported."""
     rng = np.random.default_rng(5)

@@ -88,8 +88,11 @@ class SearchParams:
         Dynamo flip modes 0, 1, 2.
     shift_limits_xyz : tuple of float or None
         Semi-axes (x, y, z) of the allowed-shift ellipsoid (``area_search``), full-size
-        pixels, box (tomogram) frame, about each particle's shift centre; None = any
-        shift in the (periodic) box.
+        pixels, about each particle's shift centre; None = any shift in the (periodic) box.
+    shift_frame : {"box", "particle"}
+        Axes of the ellipsoid: the box (tomogram) axes, or each particle's own axes at its
+        current pose (``R @ limits``: z along the particle's z, e.g. a VLP's surface normal;
+        our addition, the protocol's "shift along z only" for particles on a sphere).
     """
 
     cone_range: float
@@ -105,6 +108,7 @@ class SearchParams:
     cone_flip: int = 0
     inplane_flip: int = 0
     shift_limits_xyz: tuple[float, float, float] | None = (4, 4, 4)
+    shift_frame: str = "box"
 
     def scan(self) -> AngularScan:
         """The base :class:`AngularScan` (validates the angular keys)."""
@@ -409,16 +413,37 @@ def _window(
     return _window_grid(box, k_max, step, half, limits), step
 
 
+def _rotated_window(
+    box: int, dim: int, k_max: int, limits: np.ndarray, rotation: np.ndarray
+) -> tuple[WindowArrays, float]:
+    """Shift window of the ellipsoid ``limits`` on the axes of ``rotation`` (shifts ``s`` with
+    ``sum_j ((R^T s)_j / a_j)^2 <= 1``); its axis-aligned bounding ellipsoid clips the refinement."""
+    step = box / dim
+    r = np.asarray(rotation, np.float64)
+    bound = np.sqrt((r**2) @ (limits**2))  # half-extent of the rotated ellipsoid along x, y, z
+    half = np.minimum(np.floor(bound / step + 1e-9), dim // 2).astype(int)
+    j = [np.arange(-h, h + 1) * step for h in half]
+    sz, sy, sx = np.meshgrid(j[2], j[1], j[0], indexing="ij")
+    local = np.einsum("ji,...j->...i", r, np.stack([sx, sy, sz], axis=-1))  # R^T s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(local == 0, 0.0, np.where(limits > 0, (local / np.where(limits > 0, limits, 1)) ** 2, np.inf))
+    valid = terms.sum(axis=-1) <= 1.0 + 1e-9
+    return _window_grid(box, k_max, step, half, bound, valid=valid), step
+
+
 def _window_grid(
-    box: int, k_max: int, step: float, half, limits: np.ndarray | None
+    box: int, k_max: int, step: float, half, limits: np.ndarray | None, valid: np.ndarray | None = None
 ) -> WindowArrays:
-    """Shifts ``j * step`` (|j_i| <= half_i) and the mask of those inside the ellipsoid ``limits``."""
+    """Shifts ``j * step`` (|j_i| <= half_i) and the mask of those inside the ellipsoid ``limits``
+    (or the given ``valid`` mask)."""
     j = [np.arange(-h, h + 1) for h in half]
     kx = np.arange(k_max + 1)
     kyz = np.arange(-k_max, k_max + 1)
     ex = np.exp(2j * np.pi * np.outer(kx, j[0] * step) / box)  # (K + 1, Wx)
     ey, ez = (np.exp(2j * np.pi * np.outer(jj * step, kyz) / box) for jj in j[1:])  # (W, 2K + 1)
-    if limits is None:
+    if valid is not None:
+        pass
+    elif limits is None:
         valid = np.ones((len(j[2]), len(j[1]), len(j[0])), bool)
     else:
         terms = []
@@ -553,13 +578,19 @@ def align_particles(
     )
     _check_same_band(reference, params)
     limits = _shift_limits(params)
+    if params.shift_frame not in ("box", "particle"):
+        raise InputError("shift_frame", f"must be 'box' or 'particle', not {params.shift_frame!r}")
+    per_particle = params.shift_frame == "particle" and limits is not None and np.ptp(limits) > 0
     window, step = _window(reference.box, reference.dim, reference.arrays.k_max, limits)
     levels = _levels(params)
     out_r, out_s, out_cc = rots.copy(), centres.copy(), np.zeros(m)
     n_eval = 0
-    batch = PARTICLE_BATCH.get(device, 16)
+    # an ellipsoid on each particle's axes differs per particle: one particle per kernel call
+    batch = 1 if per_particle else PARTICLE_BATCH.get(device, 16)
     for start in range(0, m, batch):
         idx = np.arange(start, min(m, start + batch))
+        if per_particle:
+            window, _ = _rotated_window(reference.box, reference.dim, reference.arrays.k_max, limits, rots[start])
         spectra, weights = _particle_spectra(particles, idx, reference, tilts)
         parts = _particle_arrays(spectra, weights, reference, centres[idx])
         best_r, best_cc, best_off = (

@@ -31,11 +31,24 @@ from stasnake.sta.tables import half_set
 THRESHOLD_MODES = (0, 1, 2, 3, 4, 5, 11, 21, 31, 41, 51)
 #: Shift-limit origins (Dynamo ``area_search_modus``).
 AREA_SEARCH_MODES = (0, 1, 2, 3, 4)
+#: A round's alignment mask: the project's (None), none, or the lattice layer of the reference.
+ROUND_MASKS = (None, "none", "lattice")
+#: Particle sets a project can read: the first crop (``results/particles/{ts}/``) and the
+#: protocol's re-crops (``results/protocol/{set}/{ts}/``, docs/protocol.md).
+PARTICLE_SETS = ("cropped", "subboxed", "cleaned", "selected")
 
 
 @dataclass(frozen=True)
 class Round:
-    """The numerical parameters of one round (Dynamo names; see the module docstring for units)."""
+    """The numerical parameters of one round (Dynamo names; see the module docstring for units).
+
+    ``mask`` is ours (Dynamo has one alignment mask per project): None uses the project's,
+    ``"none"`` aligns this round with the whole map, ``"lattice"`` with a mask on the lattice
+    layer beside the membrane, made from each iteration's reference
+    (:func:`stasnake.sta.masks.lattice_layer_mask`; protocol steps 3 and 4).
+    ``area_search_frame`` is ours too: ``box`` (Dynamo's) takes ``area_search`` on the
+    tomogram axes, ``particle`` on each particle's axes (z = its surface normal).
+    """
 
     iterations: int = 1
     cone_range: float = 360.0
@@ -55,6 +68,8 @@ class Round:
     threshold_modus: int = 0
     threshold: float = 0.0
     separation_in_tomogram: float = 0.0
+    mask: str | None = None
+    area_search_frame: str = "box"
 
     @property
     def symmetry_order(self) -> int:
@@ -76,6 +91,7 @@ class Round:
             dim=self.dim, symmetry_order=self.symmetry_order, cone_flip=self.cone_flip,
             inplane_flip=self.inplane_flip,
             shift_limits_xyz=None if self.area_search_modus == 0 else tuple(self.area_search),
+            shift_frame=self.area_search_frame,
         )  # fmt: skip
 
 
@@ -115,6 +131,14 @@ class Project:
         In the configuration: one project ``NAME_{ts}`` per tilt series of
         ``tomograms`` (the protocol's per-tomogram projects); ``tomograms`` of
         each expanded project is that one tilt series.
+    particles : str
+        The particle set (:data:`PARTICLE_SETS`): ``cropped``, the first crop, or one of
+        the protocol's re-crops.
+    recentre_marker : str or None
+        A ChimeraX marker file (one marker, Å, in the frame of the reference map): the
+        starting table is re-centred on it (:func:`stasnake.sta.table_ops.recentre`), as
+        the protocol moves every tomogram's crop points onto the unit marked in the
+        initial reference (step 3B) before the per-tomogram projects.
     """
 
     name: str
@@ -128,6 +152,8 @@ class Project:
     chunk_size: int = 100
     starting_symmetry: str = "c1"
     per_tomogram: bool = False
+    particles: str = "cropped"
+    recentre_marker: str | None = None
     where: str = field(default="", compare=False, repr=False)
 
     @property
@@ -187,7 +213,8 @@ def _number(where: str, key: str, value, minimum=None, exclusive=False, integer=
     return int(value) if integer else float(value)
 
 
-def _load_round(spec, where: str) -> Round:
+def load_round(spec, where: str) -> Round:
+    """One round mapping validated (``where`` prefixes the keys in messages)."""
     if not isinstance(spec, dict):
         raise InputError(where.rstrip("."), f"a round must be a mapping of parameters, not {spec!r}")
     unknown = sorted(set(spec) - _ROUND_KEYS)
@@ -225,6 +252,12 @@ def _load_round(spec, where: str) -> Round:
         raise InputError(f"{where}threshold", f"threshold_modus 5 keeps a fraction: 0 < threshold <= 1, not {out['threshold']}")
     if out["threshold_modus"] % 10 == 4 and (out["threshold"] < 1 or not float(out["threshold"]).is_integer()):
         raise InputError(f"{where}threshold", f"threshold_modus 4 keeps the best N: a whole number >= 1, not {out['threshold']}")
+    if v["mask"] not in ROUND_MASKS:
+        raise InputError(f"{where}mask", f"must be one of {', '.join(map(str, ROUND_MASKS))}, not {v['mask']!r}")
+    out["mask"] = v["mask"]
+    if v["area_search_frame"] not in ("box", "particle"):
+        raise InputError(f"{where}area_search_frame", f"must be box or particle, not {v['area_search_frame']!r}")
+    out["area_search_frame"] = v["area_search_frame"]
     if out["low"] is not None and out["low"] <= out["high"]:
         raise InputError(f"{where}low", f"low-pass cutoff {out['low']} must exceed the high-pass cutoff high = {out['high']}")
     try:
@@ -248,8 +281,9 @@ def load_project(name: str, spec: dict, box_size: int, tomograms, where: str | N
     spec : dict
         The project's mapping (keys of :class:`Project` and ``rounds``, a list of
         mappings with the keys of :class:`Round`).
-    box_size : int
-        Side of the cropped particles, pixels: ``dim`` must not exceed it.
+    box_size : int or dict
+        Side of the cropped particles, pixels: ``dim`` must not exceed it; a dict gives the
+        box of each particle set (:data:`PARTICLE_SETS`).
     tomograms : iterable of str
         Tilt series known to the workflow (``tomograms: all`` takes them all).
     where : str, optional
@@ -279,7 +313,12 @@ def load_project(name: str, spec: dict, box_size: int, tomograms, where: str | N
         raise InputError(f"{where}rounds", "must be a non-empty list of rounds")
     if len(rounds_spec) > 8:
         raise InputError(f"{where}rounds", f"Dynamo projects have at most 8 rounds, not {len(rounds_spec)}")
-    rounds = tuple(_load_round(r, f"{where}rounds[{i + 1}].") for i, r in enumerate(rounds_spec))
+    rounds = tuple(load_round(r, f"{where}rounds[{i + 1}].") for i, r in enumerate(rounds_spec))
+    particles = spec.get("particles", "cropped")
+    if particles not in PARTICLE_SETS:
+        raise InputError(f"{where}particles", f"{particles!r} is not a particle set; sets: {', '.join(PARTICLE_SETS)}")
+    if isinstance(box_size, dict):
+        box_size = box_size[particles]
     for i, r in enumerate(rounds):
         w = f"{where}rounds[{i + 1}]."
         dim = r.dim or box_size
@@ -303,10 +342,10 @@ def load_project(name: str, spec: dict, box_size: int, tomograms, where: str | N
         raise InputError(f"{where}tomograms", "no tomograms")
     chunk = _number(where, "chunk_size", spec.get("chunk_size", 100), 1, integer=True)
     reference = str(spec.get("reference", "average"))
-    for key in ("mask", "classification_mask"):
+    for key in ("mask", "classification_mask", "recentre_marker"):
         value = spec.get(key)
         if value is not None and not isinstance(value, str):
-            raise InputError(f"{where}{key}", f"must be the path of an MRC mask, not {value!r}")
+            raise InputError(f"{where}{key}", f"must be the path of a file, not {value!r}")
     for key in ("randomize_azimuth", "gold_standard", "per_tomogram"):
         if not isinstance(spec.get(key, False), bool):
             raise InputError(f"{where}{key}", f"must be true or false, not {spec[key]!r}")
@@ -320,11 +359,11 @@ def load_project(name: str, spec: dict, box_size: int, tomograms, where: str | N
         randomize_azimuth=bool(spec.get("randomize_azimuth", False)), mask=spec.get("mask"),
         classification_mask=spec.get("classification_mask"), gold_standard=bool(spec.get("gold_standard", False)),
         chunk_size=chunk, starting_symmetry=start_sym, per_tomogram=bool(spec.get("per_tomogram", False)),
-        where=where,
+        particles=particles, recentre_marker=spec.get("recentre_marker"), where=where,
     )  # fmt: skip
 
 
-def load_projects(config_projects: dict | None, box_size: int, tomograms) -> dict[str, Project]:
+def load_projects(config_projects: dict | None, box_size: int | dict, tomograms) -> dict[str, Project]:
     """All projects of the configuration's ``sta_projects`` mapping (a value may be a YAML file path).
 
     A project with ``per_tomogram: true`` becomes one project ``NAME_{ts}`` per tilt
