@@ -58,3 +58,9 @@ def mirror_z(volume: np.ndarray) -> np.ndarray:
     n = volume.shape[0]
     index = (2 * (n // 2) - np.arange(n)) % n
     return volume[index].copy()
+
+
+def centre_crop(volume: np.ndarray, box: int) -> np.ndarray:
+    """The central ``box``^3 of a cubic (z, y, x) map, keeping its centre voxel (index n // 2)."""
+    start = volume.shape[0] // 2 - box // 2
+    return volume[start:start + box, start:start + box, start:start + box]

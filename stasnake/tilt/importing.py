@@ -56,6 +56,14 @@ def _first_number(value) -> float | None:
     return None if np.isnan(f) else f
 
 
+def mdoc_pixel_size(header: dict, sections: pd.DataFrame) -> float | None:
+    """``PixelSpacing`` (Å) of an mdoc: the global value, else the first section's; None if absent."""
+    apix = _first_number(header.get("PixelSpacing"))
+    if apix is None and "PixelSpacing" in sections:
+        apix = _first_number(sections["PixelSpacing"].iloc[0])
+    return apix
+
+
 def acquisition_parameters(header: dict, sections: pd.DataFrame, overrides: dict, mdoc_path) -> dict:
     """Pixel size, tilt axis, dose and optics of a tilt series.
 
@@ -77,9 +85,7 @@ def acquisition_parameters(header: dict, sections: pd.DataFrame, overrides: dict
     """
     apix = overrides.get("pixel_size_angstrom")
     if apix is None:
-        apix = _first_number(header.get("PixelSpacing"))
-        if apix is None and "PixelSpacing" in sections:
-            apix = _first_number(sections["PixelSpacing"].iloc[0])
+        apix = mdoc_pixel_size(header, sections)
     if not apix or apix <= 0:
         raise InputError(mdoc_path, "no pixel size (PixelSpacing); set acquisition.pixel_size_angstrom in the config or the sample list")
 
