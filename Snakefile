@@ -15,6 +15,13 @@ include: "rules/picking.smk"
 include: "rules/averaging.smk"
 include: "rules/sta.smk"
 include: "rules/reference.smk"
+
+
+if PROTOCOL_ON:
+
+    include: "rules/protocol.smk"
+
+
 include: "rules/export.smk"
 include: "rules/final.smk"
 

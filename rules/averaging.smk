@@ -1,6 +1,11 @@
 # Cropping and per-tomogram averages.
 
 
+RAW_AVERAGE = (
+    "results/averages/{ts}_raw.mrc" if PROTOCOL_ON else "results/averages/{ts}.mrc"
+)
+
+
 rule crop_particles:
     input:
         tomogram="results/tomograms/{ts}.mrc",
@@ -28,7 +33,8 @@ rule average_tomogram:
         particles="results/particles/{ts}/particles.mrc",
         table="results/particles/{ts}/particles.tbl",
     output:
-        average="results/averages/{ts}.mrc",
+        # with the protocol, results/averages/{ts}.mrc is the aligned C6 average (step 4)
+        average=RAW_AVERAGE,
         weight="results/averages/{ts}_weight.mrc",
     log:
         "logs/average_tomogram/{ts}.log",

@@ -3,12 +3,14 @@
 import math
 import re
 import sys
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from stasnake.annotations import (
     ANNOTATION_STEPS,
+    annotation_path,
     annotation_source,
     format_missing_message,
     missing_annotations,
@@ -16,7 +18,18 @@ from stasnake.annotations import (
 from stasnake.errors import InputError
 from stasnake.io.dynamo_table import read_table
 from stasnake.io.mdoc import read_mdoc
-from stasnake.sta.project import chunk_labels, load_projects, referenced_project
+from stasnake.protocol import (
+    average_of_averages_round,
+    default_subbox,
+    protocol_projects,
+)
+from stasnake.sta.project import (
+    PARTICLE_SETS,
+    chunk_labels,
+    load_projects,
+    referenced_project,
+)
+from stasnake.tilt.importing import mdoc_pixel_size
 from stasnake.tilt.movie_files import find_movies
 from stasnake.validation.samples import load_samples
 
@@ -27,48 +40,6 @@ except InputError as exc:
     raise WorkflowError(f"Bad sample list: {exc}") from None
 validate(SAMPLES, "../config/schema/samples.schema.yaml")
 TILT_SERIES = list(SAMPLES.index)
-try:
-    PROJECTS = load_projects(
-        config.get("sta_projects"), config["averaging"]["box_size_px"], TILT_SERIES
-    )
-except InputError as exc:
-    raise WorkflowError(f"Bad alignment project: {exc}") from None
-GPUS = 1 if config["device"] == "cuda" else 0
-# one crop table for all tilt series (rows matched by tomo number) unless the path holds {ts}
-SHARED_CROP_TABLE = "{ts}" not in config["picking"]["import_table"]
-PICK_DIPOLES = config["picking"]["method"] == "dipoles"
-DIPOLE_BINNING = config["annotations"]["dipole_binning"]
-if PICK_DIPOLES and DIPOLE_BINNING not in config["reconstruction"]["binnings"]:
-    raise WorkflowError(
-        f"config: annotations.dipole_binning {DIPOLE_BINNING} is not one of "
-        f"reconstruction.binnings {config['reconstruction']['binnings']}: the dipoles are "
-        "clicked in that binned tomogram"
-    )
-# Manual annotations: tilt series whose dipoles are missing stop before picking; one
-# message lists every missing file (the workflow never writes into annotations/).
-MISSING_DIPOLES = (
-    missing_annotations(TILT_SERIES, config, steps=["dipoles"]) if PICK_DIPOLES else []
-)
-PICKABLE = [
-    ts for ts in TILT_SERIES if ts not in {m.tilt_series for m in MISSING_DIPOLES}
-]
-# Step 3: the initial reference is the last average of this project, centred on the
-# user's marker (annotations/reference_center.cmm).
-REFERENCE_PROJECT = config["protocol"]["reference_project"]
-INITIAL_REFERENCE = "results/reference/initial_reference.mrc"
-if REFERENCE_PROJECT is not None and REFERENCE_PROJECT not in PROJECTS:
-    raise WorkflowError(
-        f"config: protocol.reference_project {REFERENCE_PROJECT!r} is not one of the "
-        f"sta_projects ({', '.join(PROJECTS) or 'none'})"
-    )
-# (no autopilot proposal for the reference centre yet: the user's marker is needed)
-MISSING_MARKERS = (
-    missing_annotations([], config, autopilot=False, steps=["reference_center"])
-    if REFERENCE_PROJECT is not None
-    else []
-)
-if (MISSING_DIPOLES or MISSING_MARKERS) and workflow.is_main_process:
-    print(format_missing_message(MISSING_DIPOLES + MISSING_MARKERS), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -187,6 +158,105 @@ def get_import_table(wildcards):
     return config["picking"]["import_table"].format(ts=wildcards.ts)
 
 
+# The protocol's steps 3-9 (rules/protocol.smk): generated projects, defaults scaled to the
+# pixel size and boxes of the data (stasnake.protocol).
+PROTOCOL = config["protocol"]
+PROTOCOL_ON = PROTOCOL["enabled"]
+BOX = config["averaging"]["box_size_px"]
+SUBBOX = PROTOCOL["subbox_size_px"] or default_subbox(BOX)
+BOXES = {s: BOX if s == "cropped" else SUBBOX for s in PARTICLE_SETS}
+
+
+def protocol_pixel_size():
+    """Pixel size (Å) of the first tilt series: config or sample list, else its mdoc."""
+    ts = TILT_SERIES[0]
+    apix = get_acquisition_overrides(SimpleNamespace(ts=ts))["pixel_size_angstrom"]
+    if apix is None:
+        header, sections = read_mdoc(sample_value(ts, "mdoc"))
+        apix = mdoc_pixel_size(header, sections)
+    if not apix:
+        raise WorkflowError(
+            f"{sample_value(ts, 'mdoc')}: no pixel size (PixelSpacing); the protocol's "
+            "defaults need it: set acquisition.pixel_size_angstrom"
+        )
+    return float(apix)
+
+
+try:
+    PROJECTS = load_projects(config.get("sta_projects"), BOXES, TILT_SERIES)
+    if PROTOCOL_ON:
+        clash = [p for p in PROJECTS if p.startswith("protocol_")]
+        if clash:
+            raise InputError(
+                f"config: sta_projects.{clash[0]}",
+                "names starting with protocol_ are the protocol's own projects",
+            )
+        PROJECTS.update(
+            protocol_projects(
+                PROTOCOL,
+                TILT_SERIES,
+                BOX,
+                SUBBOX,
+                protocol_pixel_size(),
+                reference_marker=str(
+                    annotation_source("reference_center", None, config)
+                    or annotation_path("reference_center")
+                ),
+            )
+        )
+except InputError as exc:
+    raise WorkflowError(f"Bad alignment project: {exc}") from None
+GPUS = 1 if config["device"] == "cuda" else 0
+# one crop table for all tilt series (rows matched by tomo number) unless the path holds {ts}
+SHARED_CROP_TABLE = "{ts}" not in config["picking"]["import_table"]
+PICK_DIPOLES = config["picking"]["method"] == "dipoles"
+DIPOLE_BINNING = config["annotations"]["dipole_binning"]
+if PICK_DIPOLES and DIPOLE_BINNING not in config["reconstruction"]["binnings"]:
+    raise WorkflowError(
+        f"config: annotations.dipole_binning {DIPOLE_BINNING} is not one of "
+        f"reconstruction.binnings {config['reconstruction']['binnings']}: the dipoles are "
+        "clicked in that binned tomogram"
+    )
+# Manual annotations: tilt series whose dipoles are missing stop before picking; one
+# message lists every missing file (the workflow never writes into annotations/).
+MISSING_DIPOLES = (
+    missing_annotations(TILT_SERIES, config, steps=["dipoles"]) if PICK_DIPOLES else []
+)
+PICKABLE = [
+    ts for ts in TILT_SERIES if ts not in {m.tilt_series for m in MISSING_DIPOLES}
+]
+# Step 3: the initial reference is the last average of this project, centred on the
+# user's marker (annotations/reference_center.cmm).
+REFERENCE_PROJECT = (
+    "protocol_reference" if PROTOCOL_ON else config["protocol"]["reference_project"]
+)
+INITIAL_REFERENCE = "results/reference/initial_reference.mrc"
+if PROTOCOL_ON and config["protocol"]["reference_project"] is not None:
+    raise WorkflowError(
+        "config: protocol.reference_project is for a hand-made step 3; with protocol.enabled "
+        "the protocol's own project protocol_reference makes the initial reference: remove it"
+    )
+if REFERENCE_PROJECT is not None and REFERENCE_PROJECT not in PROJECTS:
+    raise WorkflowError(
+        f"config: protocol.reference_project {REFERENCE_PROJECT!r} is not one of the "
+        f"sta_projects ({', '.join(PROJECTS) or 'none'})"
+    )
+MISSING_MARKERS = (
+    missing_annotations([], config, steps=["reference_center"])
+    if REFERENCE_PROJECT is not None
+    else []
+)
+# Step 5B: the lattice unit centres marked in the average of averages.
+MISSING_CENTERS = (
+    missing_annotations([], config, steps=["particle_centers"]) if PROTOCOL_ON else []
+)
+if (MISSING_DIPOLES or MISSING_MARKERS or MISSING_CENTERS) and workflow.is_main_process:
+    print(
+        format_missing_message(MISSING_DIPOLES + MISSING_MARKERS + MISSING_CENTERS),
+        file=sys.stderr,
+    )
+
+
 def get_final_targets():
     """Everything the default target makes; with annotations missing, what can be made now
     (tomograms, viewing copies, the annotated tilt series) and nothing that needs all of them.
@@ -201,13 +271,31 @@ def get_final_targets():
             "results/validation/{ts}_tomogram_vs_truth.tsv", ts=TILT_SERIES
         )
     targets += [m.view_path for m in MISSING_DIPOLES]
-    targets += expand("results/averages/{ts}.mrc", ts=PICKABLE)
+    targets += expand(
+        "results/averages/{ts}_raw.mrc" if PROTOCOL_ON else "results/averages/{ts}.mrc",
+        ts=PICKABLE,
+    )
     if config["export"]["dynamo_data_folder"]:
         targets += expand("results/export/dynamo/{ts}", ts=PICKABLE)
     if config["export"]["relion_subtomograms"]:
         targets += expand("results/export/relion/{ts}_particles.star", ts=PICKABLE)
     if MISSING_DIPOLES:
         return targets  # the merged stages need every tilt series
+    targets += get_project_targets()
+    if REFERENCE_PROJECT is not None:
+        targets += ["results/reference/initial_average.mrc"]
+        if not MISSING_MARKERS:
+            targets += [INITIAL_REFERENCE]
+        elif PROTOCOL_ON:  # everything after step 3 waits for the marker
+            return targets + [m.view_path for m in MISSING_MARKERS]
+        else:
+            targets += [m.view_path for m in MISSING_MARKERS]
+    if PROTOCOL_ON:
+        targets += expand("results/averages/{ts}.mrc", ts=TILT_SERIES)
+        targets += ["results/reference/average_of_averages.mrc"]
+        if MISSING_CENTERS:
+            return targets + [m.view_path for m in MISSING_CENTERS]
+        targets += protocol_report_targets()
     targets += [
         "results/final/final.mrc",
         "results/final/half1_unfil.mrc",
@@ -217,14 +305,6 @@ def get_final_targets():
         "results/final/particles.star",
         "results/final/tomograms.star",
     ]
-    targets += get_project_targets()
-    if REFERENCE_PROJECT is not None:
-        targets += ["results/reference/initial_average.mrc"]
-        targets += (
-            [m.view_path for m in MISSING_MARKERS]
-            if MISSING_MARKERS
-            else [INITIAL_REFERENCE]
-        )
     if config["validation"].get("truth_map"):
         targets.append("results/validation/fsc_vs_truth.tsv")
     return targets
@@ -236,27 +316,33 @@ def reference_project_file(name):
     return iteration_file(REFERENCE_PROJECT, project.n_iterations, name)
 
 
-def get_reference_center_file(wildcards):
-    """The user's particle-centre marker; a missing one stops the job with the full message."""
-    source = annotation_source("reference_center", None, config, autopilot=False)
-    if source is None:
-        raise WorkflowError(
-            format_missing_message(
-                missing_annotations(
-                    [], config, autopilot=False, steps=["reference_center"]
-                )
+def get_marker_file(kind):
+    """Input function: the user's marker file of ``kind``, else the autopilot's proposal;
+    a missing file stops the job with the full message."""
+
+    def marker_file(wildcards):
+        source = annotation_source(kind, None, config)
+        if source is None:
+            raise WorkflowError(
+                format_missing_message(missing_annotations([], config, steps=[kind]))
             )
-        )
-    return str(source)
+        return str(source)
+
+    return marker_file
 
 
 def project_ready(name):
-    """False while a project's reference chain needs the centred initial reference and
-    its marker is missing."""
+    """False while a project waits for a missing marker: the reference centre (its chain
+    starts from the centred initial reference) or the unit centres (it reads re-cropped
+    particles, which need them)."""
     seen = set()
     while name is not None and name not in seen:
         seen.add(name)
         if PROJECTS[name].reference == INITIAL_REFERENCE and MISSING_MARKERS:
+            return False
+        if PROJECTS[name].particles != "cropped" and (
+            MISSING_MARKERS or MISSING_CENTERS
+        ):
             return False
         name = referenced_project(PROJECTS[name], PROJECTS)
     return True
@@ -286,18 +372,24 @@ def iteration_file(project, k, name):
     return f"results/sta/{project}/ite_{int(k):04d}/{name}"
 
 
+def particle_files(particles, ts):
+    """Stack and table of one tilt series in a particle set (stasnake.sta.project.PARTICLE_SETS)."""
+    base = (
+        f"results/particles/{ts}"
+        if particles == "cropped"
+        else f"results/protocol/{particles}/{ts}"
+    )
+    return {"stack": f"{base}/particles.mrc", "table": f"{base}/particles.tbl"}
+
+
 def get_project_stacks(wildcards):
-    return [
-        f"results/particles/{ts}/particles.mrc"
-        for ts in project_of(wildcards).tomograms
-    ]
+    project = project_of(wildcards)
+    return [particle_files(project.particles, ts)["stack"] for ts in project.tomograms]
 
 
 def get_project_tables(wildcards):
-    return [
-        f"results/particles/{ts}/particles.tbl"
-        for ts in project_of(wildcards).tomograms
-    ]
+    project = project_of(wildcards)
+    return [particle_files(project.particles, ts)["table"] for ts in project.tomograms]
 
 
 def get_project_reference_file(wildcards):
@@ -311,6 +403,10 @@ def get_project_reference_file(wildcards):
 
 def get_project_mask(wildcards):
     return project_of(wildcards).mask or []
+
+
+def get_project_recentre_marker(wildcards):
+    return project_of(wildcards).recentre_marker or []
 
 
 def get_project_classification_mask(wildcards):
@@ -372,3 +468,23 @@ def get_project_targets():
         if project_ready(name)
         for f in ("average.mrc", "table.tbl", "fsc.tsv")
     ]
+
+
+# The protocol (rules/protocol.smk)
+
+
+def protocol_last(project, name):
+    """A file of the last iteration of a protocol project."""
+    return iteration_file(project, PROJECTS[project].n_iterations, name)
+
+
+def protocol_report_targets():
+    """The protocol's reports besides the final map: plots of every cleaning step and, on
+    synthetic data, the accuracy of picking and poses against the truth."""
+    targets = expand("results/protocol/cleaned/{ts}/cc_threshold.png", ts=TILT_SERIES)
+    targets += ["results/protocol/selected/latitude_cc.tsv"]
+    if config["validation"].get("truth_particles") and config["validation"].get(
+        "truth_map"
+    ):
+        targets += ["results/validation/picking.tsv", "results/validation/poses.tsv"]
+    return targets

@@ -1,35 +1,40 @@
 # The final map: all tomograms merged, even/odd half-maps, FSC, validation and exports.
 
 
-rule final_average:
-    input:
-        particles=expand("results/particles/{ts}/particles.mrc", ts=TILT_SERIES),
-        tables=expand("results/particles/{ts}/particles.tbl", ts=TILT_SERIES),
-    output:
-        final="results/final/final.mrc",
-        half1="results/final/half1_unfil.mrc",
-        half2="results/final/half2_unfil.mrc",
-        table="results/final/final.tbl",
-        fsc="results/final/fsc.tsv",
-        plot=report(
-            "results/final/fsc.png", caption="../report/fsc.rst", category="Final map"
-        ),
-    log:
-        "logs/final_average/final.log",
-    conda:
-        "../envs/stasnake.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=GPUS,
-    params:
-        symmetry=config["averaging"]["symmetry"],
-        wedge_compensation=config["averaging"]["wedge_compensation"],
-        fmin_fraction=config["averaging"]["fmin_fraction"],
-        device=config["device"],
-    script:
-        "../scripts/final_average.py"
+# with the protocol, rules/protocol.smk makes results/final/ (rule half_maps)
+if not PROTOCOL_ON:
+
+    rule final_average:
+        input:
+            particles=expand("results/particles/{ts}/particles.mrc", ts=TILT_SERIES),
+            tables=expand("results/particles/{ts}/particles.tbl", ts=TILT_SERIES),
+        output:
+            final="results/final/final.mrc",
+            half1="results/final/half1_unfil.mrc",
+            half2="results/final/half2_unfil.mrc",
+            table="results/final/final.tbl",
+            fsc="results/final/fsc.tsv",
+            plot=report(
+                "results/final/fsc.png",
+                caption="../report/fsc.rst",
+                category="Final map",
+            ),
+        log:
+            "logs/final_average/final.log",
+        conda:
+            "../envs/stasnake.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=60,
+            gpu=GPUS,
+        params:
+            symmetry=config["averaging"]["symmetry"],
+            wedge_compensation=config["averaging"]["wedge_compensation"],
+            fmin_fraction=config["averaging"]["fmin_fraction"],
+            device=config["device"],
+        script:
+            "../scripts/final_average.py"
 
 
 rule fsc_against_truth:
@@ -51,6 +56,8 @@ rule fsc_against_truth:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        align=PROTOCOL_ON,  # the protocol's frame is set by clicks: align to the truth first
     script:
         "../scripts/fsc_against_truth.py"
 

@@ -4,6 +4,17 @@
 # re-centred on that point and re-averaged into results/reference/initial_reference.mrc.
 
 
+wildcard_constraints:
+    view_map="initial_average|average_of_averages",
+
+
+# the annotation step whose map each viewing copy is made for
+VIEW_STEPS = {
+    "initial_average": "reference_center",
+    "average_of_averages": "particle_centers",
+}
+
+
 rule initial_average:
     input:
         average=lambda wc: reference_project_file("average.mrc"),
@@ -21,13 +32,13 @@ rule initial_average:
         "../scripts/copy_map.py"
 
 
-rule prepare_reference_view:
+rule prepare_map_view:
     input:
-        volume="results/reference/initial_average.mrc",
+        volume="results/reference/{view_map}.mrc",
     output:
-        view="results/views/initial_average_view.mrc",
+        view="results/views/{view_map}_view.mrc",
     log:
-        "logs/reference/initial_average_view.log",
+        "logs/reference/{view_map}_view.log",
     conda:
         "../envs/stasnake.yaml"
     threads: 1
@@ -35,15 +46,17 @@ rule prepare_reference_view:
         mem_mb=2000,
         runtime=5,
     params:
-        lowpass_angstrom=ANNOTATION_STEPS["reference_center"].view_lowpass_angstrom,
-        invert=ANNOTATION_STEPS["reference_center"].view_invert,
+        lowpass_angstrom=lambda wc: ANNOTATION_STEPS[
+            VIEW_STEPS[wc.view_map]
+        ].view_lowpass_angstrom,
+        invert=lambda wc: ANNOTATION_STEPS[VIEW_STEPS[wc.view_map]].view_invert,
     script:
         "../scripts/prepare_view.py"
 
 
 rule centre_initial_reference:
     input:
-        marker=get_reference_center_file,
+        marker=get_marker_file("reference_center"),
         average="results/reference/initial_average.mrc",
         table=lambda wc: reference_project_file("table.tbl"),
         index=lambda wc: f"results/sta/{REFERENCE_PROJECT}/particles.csv",

@@ -200,6 +200,17 @@ def cmd_synth(args) -> None:
     )
 
 
+def cmd_demo(args) -> None:
+    from stasnake.synth.demo_user import run_demo
+
+    if not Path(args.dataset, "truth", "manifest.json").is_file():
+        raise InputError(args.dataset, "is not a synthetic data set: run `stasnake synth demo` first")
+    snakemake_args = ["--profile", args.profile, *args.snakemake_args]
+    status = run_demo(args.dataset, ".", snakemake_args, seed=args.seed)
+    if status != 0:
+        raise SystemExit(status)
+
+
 def cmd_prepare_view(args) -> None:
     from stasnake.annotations import prepare_view
     from stasnake.io.mrc import read_mrc, write_mrc
@@ -291,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-tiltseries", type=int, help="number of tilt series")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio of the tilt images")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the workflow on the synthetic demo, a simulated user writing the annotations it asks for",
+    )
+    p.add_argument("--dataset", default="demo", help="the synthetic data set (default demo)")
+    p.add_argument("--profile", default="profiles/local", help="Snakemake profile (default profiles/local)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated click errors")
+    p.add_argument("snakemake_args", nargs="*", help="further snakemake arguments (after --)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
         "prepare-view", help="filtered, contrast-inverted copy of a map for annotating (ChimeraX)"

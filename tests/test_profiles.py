@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.test_workflow import base_config
+
 REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("snakemake_executor_plugin_slurm")
 
@@ -36,7 +38,7 @@ def workdir(tmp_path):
     series.mkdir(parents=True)
     for name in ("TS_01_ali.mrc", "TS_01.tlt"):
         (series / name).write_text("x")
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = base_config()
     cfg.update(samples="tomograms.tsv", device="cuda")
     cfg["picking"]["import_table"] = "{ts}.tbl"
     cfg["validation"]["truth_map"] = None

@@ -45,15 +45,28 @@ def write_samples(workdir: Path, data: Path, names) -> Path:
     return path
 
 
+def base_config() -> dict:
+    """The default config without the protocol: particles imported from a table, no projects.
+
+    The default config runs the whole protocol on the demo (annotations, many projects); the
+    tests of single stages start from this smaller setting and switch on what they test.
+    """
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["picking"]["method"] = "import"
+    cfg["protocol"]["enabled"] = False
+    cfg["averaging"]["box_size_px"] = 32
+    cfg["sta_projects"] = {}
+    cfg["validation"]["truth_particles"] = None
+    return cfg
+
+
 def write_run_config(workdir: Path, data: Path, config: SynthConfig) -> None:
     """The default config pointed at a synthetic data set and its truth."""
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = base_config()
     cfg["samples"] = "tomograms.tsv"
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
     cfg["picking"]["import_table"] = str(data / "truth" / "{ts}" / "particles.tbl")
     cfg["averaging"]["box_size_px"] = config.unit_box_px
-    if config.unit_box_px != 32:
-        cfg["sta_projects"] = {}  # the demo project's band (low 11-13 px) is set for the demo's 32-px box
     cfg["validation"]["truth_map"] = str(data / "truth" / "unit_map.mrc")
     cfg["validation"]["truth_phantom"] = str(data / "truth" / "{ts}" / "phantom.mrc")
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))

@@ -14,7 +14,7 @@ from stasnake.io.dynamo_table import particle_positions, read_table
 from stasnake.picking.dipoles import read_dipoles
 from stasnake.synth import SynthConfig, generate_dataset
 from stasnake.synth.annotations import write_demo_annotations
-from tests.test_workflow import REPO, snakemake, write_samples
+from tests.test_workflow import base_config, snakemake, write_samples
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def make_run(root: Path, data: Path, config: SynthConfig, autopilot: bool) -> Pa
     workdir = root / ("autopilot" if autopilot else "manual")
     workdir.mkdir()
     write_samples(workdir, data, ["TS_01"])  # truth .xf and .defocus imported
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = base_config()
     cfg["samples"] = "tomograms.tsv"
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
     # the lattice lies 90 Å inside the clicked membrane (synthetic immature lattice)

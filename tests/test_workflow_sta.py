@@ -25,7 +25,7 @@ from stasnake.sta.angles import rotation_distance_deg
 from stasnake.sta.rotate import rotation_about_z
 from stasnake.sta.validate import compare_with_truth
 from stasnake.synth import SynthConfig, generate_dataset
-from tests.test_workflow import snakemake, write_samples
+from tests.test_workflow import base_config, snakemake, write_samples
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def project_run(tmp_path_factory):
     write_table(data / "perturbed.tbl", perturbed_table(truth, np.random.default_rng(5)))
     workdir = tmp_path_factory.mktemp("sta_run")
     write_samples(workdir, data, ["TS_01"])  # truth .xf and .defocus imported
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = base_config()
     cfg["samples"] = "tomograms.tsv"
     cfg["reconstruction"].update(thickness_px=config.tomogram_shape_zyx[0], binnings=[2])
     cfg["picking"]["import_table"] = str(data / "perturbed.tbl")
