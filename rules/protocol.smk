@@ -190,6 +190,7 @@ rule clean_particles:
         runtime=10,
     params:
         gmm_offset=PROTOCOL["gmm_offset"],
+        latitude_normalised=PROTOCOL["gmm_latitude_normalised"],
         duplicate_distance_angstrom=PROTOCOL["duplicate_distance_angstrom"],
         lattice_spacing_angstrom=PROTOCOL["lattice_spacing_angstrom"],
         halves_by_vlp=PROTOCOL["halves_by_vlp"],

@@ -135,9 +135,11 @@ def test_an_edited_annotation_reruns_only_what_depends_on_it(protocol_runs):
 
 
 def test_bad_annotations_are_named(protocol_runs, tmp_path):
-    data, manual, _, _, _ = protocol_runs
-    work = tmp_path / "bad"
-    shutil.copytree(manual, work, ignore=shutil.ignore_patterns("results", "logs", ".snakemake"))
+    """A dipole whose surface point is its centre, a marker file without markers: the failing job
+    names the file and the VLP (or the problem); only the steps that read them run again."""
+    _, manual, _, _, _ = protocol_runs
+    skip = shutil.ignore_patterns(".snakemake")
+    work = shutil.copytree(manual, tmp_path / "bad_dipoles", ignore=skip)
     dipoles = work / "annotations/TS_01/dipoles.csv"
     lines = dipoles.read_text().splitlines()
     row = lines[-1].split(",")
@@ -146,10 +148,9 @@ def test_bad_annotations_are_named(protocol_runs, tmp_path):
     result = snakemake(work, "results/picking/TS_01/crop.tbl", check=False)
     log = "".join(p.read_text() for p in (work / "logs/oversample_vlps").glob("*.log"))
     assert result.returncode != 0
-    assert "dipoles.csv" in log and "VLP" in log
-    empty = work / "annotations/particle_centers.cmm"
-    empty.write_text('<marker_set name="particle centers">\n</marker_set>\n')
-    shutil.copytree(manual / "results", work / "results")
+    assert "dipoles.csv" in log and "VLP 2" in log
+    work = shutil.copytree(manual, tmp_path / "bad_markers", ignore=skip)
+    (work / "annotations/particle_centers.cmm").write_text('<marker_set name="particle centers">\n</marker_set>\n')
     result = snakemake(work, "results/protocol/subboxed/TS_01/crop.tbl", check=False)
     log = (work / "logs/protocol/subbox_lattice/TS_01.log").read_text()
     assert result.returncode != 0 and "particle_centers.cmm" in log and "no markers" in log
