@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 
+from stasnake.errors import InputError
 from stasnake.geometry.euler import matrix_to_dynamo_euler
 from stasnake.io.dynamo_table import read_table, write_table
 from stasnake.io.mrc import read_mrc
@@ -32,10 +33,15 @@ def main(smk):
         if rnd.mask == "none":
             mask = None
         elif rnd.mask == "lattice":
-            mask = lattice_layer_mask(reference, apix, smk.params.lattice_spacing_angstrom, smk.params.lattice_side)
-            column = np.flatnonzero(mask[:, mask.shape[1] // 2, mask.shape[2] // 2] > 0.5)
-            log.info("alignment mask: the lattice layer %s the membrane of the reference, z %d..%d px",
-                     smk.params.lattice_side, column[0], column[-1])  # fmt: skip
+            try:
+                mask = lattice_layer_mask(reference, apix, smk.params.lattice_spacing_angstrom,
+                                          smk.params.lattice_side)  # fmt: skip
+                column = np.flatnonzero(mask[:, mask.shape[1] // 2, mask.shape[2] // 2] > 0.5)
+                log.info("alignment mask: the lattice layer %s the membrane of the reference, z %d..%d px",
+                         smk.params.lattice_side, column[0], column[-1])  # fmt: skip
+            except InputError as exc:  # no membrane band where a lattice fits: align on the whole map
+                mask = None
+                log.warning("no lattice-layer mask (%s): this iteration aligns with the whole map", exc)
         else:
             mask = read_mrc(smk.input.mask)[0] if smk.input.mask else None
         params = rnd.search_params()

@@ -150,8 +150,8 @@ def annotate_missing(
     tilt_series,
     config_like=None,
     seed: int = 0,
-    centre_error_px: float = 5.0,
-    radius_error_px: float = 4.0,
+    centre_error_px: float = 3.0,
+    radius_error_px: float = 2.0,
     click_error_px: float = 1.0,
 ) -> list[Path]:
     """Write every annotation the workflow lacks whose map exists; return the files written.
@@ -183,7 +183,8 @@ def annotate_missing(
     written: list[Path] = []
     for i, ts in enumerate(tilt_series):
         path = workdir / annotation_path("dipoles", ts, "annotations", config_like)
-        if path.exists():
+        binned = workdir / ANNOTATION_STEPS["dipoles"].map_path.format(ts=ts, binning=binning)
+        if path.exists() or not binned.is_file():  # clicked in the binned tomogram
             continue
         vlps = pd.read_csv(dataset_dir / "truth" / ts / "vlps.csv")
         rng = np.random.default_rng([seed, 1, i])
@@ -215,7 +216,7 @@ def run_demo(
     workdir: str | os.PathLike = ".",
     snakemake_args=("--profile", "profiles/local"),
     seed: int = 0,
-    max_rounds: int = 4,
+    max_rounds: int = 5,
 ) -> int:
     """Run the workflow, answer its annotation requests as the simulated user, rerun; repeat.
 
@@ -229,14 +230,14 @@ def run_demo(
     tilt_series = list(samples["name"])
     status = 0
     for round_ in range(1, max_rounds + 1):
-        written = annotate_missing(workdir, dataset_dir, tilt_series, config, seed)
-        for path in written:
-            print(f"[simulated user] wrote {path}", flush=True)
-        if round_ > 1 and not written:
-            break
         cmd = [sys.executable, "-m", "snakemake", *snakemake_args]
         print(f"[simulated user] round {round_}: {' '.join(cmd[2:])}", flush=True)
         status = subprocess.run(cmd, cwd=workdir).returncode
         if status != 0:
+            break
+        written = annotate_missing(workdir, dataset_dir, tilt_series, config, seed)
+        for path in written:
+            print(f"[simulated user] wrote {path}", flush=True)
+        if not written:  # nothing was missing: the run made everything
             break
     return status
