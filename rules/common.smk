@@ -1,5 +1,6 @@
 # Config and sample-list validation, wildcard constraints and input functions.
 # Anything non-trivial lives in stasnake.validation where pytest can reach it.
+import dataclasses
 import math
 import re
 import sys
@@ -366,6 +367,15 @@ def get_dipoles_file(wildcards):
 
 def project_of(wildcards):
     return PROJECTS[wildcards.project]
+
+
+def project_settings(wildcards):
+    """The project's settings as plain values, for Snakemake's params trigger.
+
+    Snakemake compares only representable params (str, numbers, containers) between runs; a
+    ``Project`` object is skipped, so without this an edited project would rerun nothing.
+    """
+    return repr(dataclasses.asdict(PROJECTS[wildcards.project]))
 
 
 def iteration_file(project, k, name):

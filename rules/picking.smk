@@ -36,8 +36,15 @@ else:
             dipoles=get_dipoles_file,
             tomogram="results/tomograms/{ts}.mrc",
             tlt="results/tiltseries/{ts}/{ts}.tlt",
+            # the tomogram the dipoles were clicked in: their refinement onto the membrane
+            binned=(
+                f"results/tomograms/{{ts}}_bin{config['annotations']['dipole_binning']}.mrc"
+                if config["picking"]["refine_dipoles"]
+                else []
+            ),
         output:
             table="results/picking/{ts}/crop.tbl",
+            vlps="results/picking/{ts}/vlps.tsv",
         log:
             "logs/oversample_vlps/{ts}.log",
         conda:
@@ -52,6 +59,9 @@ else:
             spacing_px=config["picking"]["spacing_fraction_of_box"]
             * config["averaging"]["box_size_px"],
             radius_offset_angstrom=config["picking"]["radius_offset_angstrom"],
+            refine=config["picking"]["refine_dipoles"],
+            refine_search_fraction=config["picking"]["refine_dipoles_search_fraction"],
+            bilayer_separation_angstrom=config["picking"]["bilayer_separation_angstrom"],
         script:
             "../scripts/oversample_vlps.py"
 

@@ -41,6 +41,7 @@ checkpoint sta_start:
         runtime=60,
     params:
         project=lambda wc: PROJECTS[wc.project],
+        settings=project_settings,
         tomograms=lambda wc: list(PROJECTS[wc.project].tomograms),
     script:
         "../scripts/sta_start.py"
@@ -70,6 +71,7 @@ rule sta_align_chunk:
         gpu=GPUS,
     params:
         project=lambda wc: PROJECTS[wc.project],
+        settings=project_settings,
         device=config["device"],
         # a round with mask: lattice aligns on the lattice layer beside the membrane
         lattice_spacing_angstrom=config["protocol"]["lattice_spacing_angstrom"],
@@ -101,6 +103,7 @@ rule sta_gather_table:
         runtime=10,
     params:
         project=lambda wc: PROJECTS[wc.project],
+        settings=project_settings,
     script:
         "../scripts/sta_gather_table.py"
 
@@ -125,6 +128,7 @@ rule sta_average_chunk:
         gpu=GPUS,
     params:
         project=lambda wc: PROJECTS[wc.project],
+        settings=project_settings,
         device=config["device"],
     script:
         "../scripts/sta_average_chunk.py"
@@ -157,5 +161,6 @@ rule sta_gather_average:
         runtime=30,
     params:
         project=lambda wc: PROJECTS[wc.project],
+        settings=project_settings,
     script:
         "../scripts/sta_gather_average.py"

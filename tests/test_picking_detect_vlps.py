@@ -16,8 +16,14 @@ import pytest
 from stasnake.io.imod import read_xf
 from stasnake.io.mdoc import read_mdoc
 from stasnake.io.mrc import read_mrc
-from stasnake.picking.detect_vlps import detect_vlps, detections_to_dipoles, shell_template_ft
-from stasnake.picking.dipoles import read_dipoles, write_dipoles
+from stasnake.picking.detect_vlps import (
+    detect_vlps,
+    detections_to_dipoles,
+    refine_dipoles,
+    refine_sphere,
+    shell_template_ft,
+)
+from stasnake.picking.dipoles import dipoles_from_spheres, read_dipoles, write_dipoles
 from stasnake.synth import generate_dataset
 from stasnake.synth.config import SynthConfig
 from stasnake.tilt.align_stack import apply_xf
@@ -86,3 +92,41 @@ def test_no_detections_in_noise():
     det = detect_vlps(noise, (10.0, 20.0), bilayer_separation_px=3.5)
     print(f"\nnoise: {len(det)} detections")
     assert len(det) == 0
+
+
+def test_refine_dipoles_snaps_sloppy_clicks_onto_the_membrane(binned):
+    """Clicks off by 5-6 px in centre and 13-15 % in radius come back within 1.5 px and 1 px."""
+    volume, apix_binned, truth, _ = binned
+    true_c = truth[["x", "y", "z"]].to_numpy(float)
+    true_r = truth["radius_px"].to_numpy(float)
+    click_error = np.array([[3.0, -2.0, 4.0], [-4.0, 2.0, -3.0]])[: len(truth)]
+    radius_factor = np.array([1.15, 0.87])[: len(truth)]
+    clicks = dipoles_from_spheres(true_c + click_error, true_r * radius_factor)
+    clicks["binning"] = BINNING
+    refined, report = refine_dipoles(clicks, volume, BINNING, search_fraction=0.25,
+                                     bilayer_separation_px=BILAYER_ANGSTROM / apix_binned)  # fmt: skip
+    centre_err = np.linalg.norm(refined[["center_x", "center_y", "center_z"]].to_numpy() - true_c, axis=1)
+    radius_err = np.abs(refined["radius_px"].to_numpy() - true_r)
+    surface = refined[["surface_x", "surface_y", "surface_z"]].to_numpy() - refined[["center_x", "center_y", "center_z"]].to_numpy()
+    print(f"\nclicks off by {np.round(np.linalg.norm(click_error, axis=1), 1)} px and "
+          f"{np.round(np.abs(clicks.radius_px.to_numpy() - true_r), 1)} px in radius: refined centre error "
+          f"{np.round(centre_err, 2)} px, radius error {np.round(radius_err, 2)} px (full size)")  # fmt: skip
+    assert np.all(centre_err < 1.5)
+    assert np.all(radius_err < 1.0)
+    assert np.allclose(np.linalg.norm(surface, axis=1), refined["radius_px"])
+    assert report["moved_px"].min() > 4.0 and not report["at_limit"].any()
+    assert np.allclose(clicks["center_x"], true_c[:, 0] + click_error[:, 0])  # the input is not modified
+    # a click further off than the search allows is flagged
+    _, report = refine_dipoles(clicks, volume, BINNING, search_fraction=0.05,
+                               bilayer_separation_px=BILAYER_ANGSTROM / apix_binned)  # fmt: skip
+    assert report["at_limit"].all()
+
+
+def test_refine_sphere_without_search_keeps_the_centre(binned):
+    volume, apix_binned, truth, _ = binned
+    c = truth[["x", "y", "z"]].to_numpy(float)[0]
+    centre_binned = (c - 1) / BINNING + 1
+    fit = refine_sphere(volume, centre_binned + 0.3, truth["radius_px"].iloc[0] / BINNING, search_px=0.0,
+                        radius_search_px=3.0, bilayer_separation_px=BILAYER_ANGSTROM / apix_binned)  # fmt: skip
+    assert np.allclose([fit["x"], fit["y"], fit["z"]], np.round(centre_binned + 0.3), atol=0.5)
+    assert abs(fit["radius_px"] * BINNING - truth["radius_px"].iloc[0]) < 1.5

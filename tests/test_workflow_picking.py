@@ -72,6 +72,18 @@ def test_oversampled_crop_points_cover_the_true_lattice(picking_runs):
     # every unit lies within a crop box (half-side 16 px), most within one spacing
     assert dist.max() < config.unit_box_px / 2
     assert np.mean(dist < spacing) > 0.9
+    # the simulated user's sloppy clicks were snapped onto the membrane before oversampling
+    vlps = pd.read_csv(manual / "results/picking/TS_01/vlps.tsv", sep="\t")
+    true_vlps = pd.read_csv(data / "truth/TS_01/vlps.csv")
+    true_c = true_vlps[["x", "y", "z"]].to_numpy(float)
+    errors = {}
+    for kind in ("clicked", "refined"):
+        c = vlps[[f"{kind}_x", f"{kind}_y", f"{kind}_z"]].to_numpy(float)
+        k = np.linalg.norm(c[:, None] - true_c[None], axis=2).argmin(axis=1)
+        errors[kind] = (np.linalg.norm(c - true_c[k], axis=1), np.abs(vlps[f"{kind}_radius_px"] - true_vlps.radius_px.to_numpy()[k]))
+    print("VLP centre and radius error (px), clicked:", np.round(errors["clicked"], 2).tolist(),
+          "refined:", np.round(errors["refined"], 2).tolist())  # fmt: skip
+    assert np.all(errors["refined"][0] < 1.5) and np.all(errors["refined"][1] < 1.0)
     # the per-tomogram average of the oversampled boxes exists (the template of step 2)
     assert (manual / "results/averages/TS_01.mrc").exists()
     # the workflow wrote nothing into the user's annotations

@@ -8,6 +8,7 @@ unit map than the starting average.
 
 import copy
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,19 @@ def test_a_finished_iteration_is_not_redone(project_run):
     (workdir / "results/sta/chunked/ite_0003/table.tbl").unlink()
     plan = snakemake(workdir, "sta_projects", "-n", "--quiet", "rules").stdout
     assert "sta_gather_table" in plan and "sta_align_chunk" not in plan, plan
+
+
+def test_an_edited_project_reruns_its_iterations(project_run, tmp_path):
+    workdir = project_run[0]
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["sta_projects"]["chunked"]["rounds"][1]["low"] = cfg["sta_projects"]["chunked"]["rounds"][1]["low"] - 1
+    edited = tmp_path / "config.yaml"
+    edited.write_text(yaml.safe_dump(cfg))
+    plan = snakemake(workdir, "sta_projects", "-n", "--configfile", str(edited)).stdout
+    # the edited project restarts (its iterations follow once the start checkpoint has run);
+    # the unchanged ones do not
+    restarted = set(re.findall(r"output: results/sta/(\w+)/ite_0000/table\.tbl", plan))
+    assert restarted == {"chunked"} and "Params have changed" in plan, plan
 
 
 def test_a_chained_project_starts_from_the_other_projects_average(project_run):

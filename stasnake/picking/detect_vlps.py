@@ -26,12 +26,20 @@ convention); convert with :func:`detections_to_dipoles` to full-size dipoles.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import scipy.fft
 from scipy import ndimage
 
-from stasnake.picking.dipoles import binned_to_full, dipoles_from_spheres
+from stasnake.picking.dipoles import (
+    CENTER_COLUMNS,
+    SURFACE_COLUMNS,
+    binned_to_full,
+    dipoles_from_spheres,
+    full_to_binned,
+)
 from stasnake.sta.wedge import measured_in_tomogram
 
 DETECTION_COLUMNS = ("x", "y", "z", "radius_px", "score")
@@ -268,3 +276,158 @@ def detections_to_dipoles(detections: pd.DataFrame, binning: int) -> pd.DataFram
     )
     out["score"] = detections["score"].to_numpy()
     return out
+
+
+def refine_sphere(
+    tomogram: np.ndarray,
+    centre_xyz: Sequence[float],
+    radius_px: float,
+    search_px: float,
+    radius_search_px: float | None = None,
+    radius_step_px: float = 1.0,
+    shell_sigma_px: float = 1.0,
+    bilayer_separation_px: float = 0.0,
+    tilt_range_deg: tuple[float, float] | None = (-60.0, 60.0),
+    protein_dark: bool = True,
+    workers: int | None = None,
+) -> dict:
+    """Snap one roughly clicked VLP (centre and radius) onto its membrane by shell matching.
+
+    The matched filter of :func:`detect_vlps`, run on a cube around the click: the best
+    shell score over radii ``radius_px ± radius_search_px`` and centres within
+    ``search_px`` of the click, refined to sub-voxel centre and radius by parabolas. The
+    protocol clicks dipoles loosely and relies on the alignment to find the membrane; a radius
+    off by 10 % puts every crop point of that VLP half a lattice spacing off the lattice, which
+    the first alignment's z search does not always recover (measured on the demo, docs/protocol.md).
+
+    Parameters
+    ----------
+    tomogram : np.ndarray
+        (z, y, x) volume, the (binned) tomogram the click refers to.
+    centre_xyz : sequence of float
+        Clicked centre, 1-based (x, y, z) pixels of ``tomogram``.
+    radius_px : float
+        Clicked radius, pixels of ``tomogram``.
+    search_px : float
+        The centre may move up to this far from the click, pixels.
+    radius_search_px : float, optional
+        The radius may change up to this much (default ``search_px``), pixels.
+    radius_step_px, shell_sigma_px, bilayer_separation_px, tilt_range_deg, protein_dark, workers
+        As in :func:`detect_vlps` (pixels of ``tomogram``; tilt range in degrees).
+
+    Returns
+    -------
+    dict
+        ``x, y, z`` (1-based pixels of ``tomogram``), ``radius_px``, ``score`` (the shell
+        correlation, unit-variance for white noise), ``moved_px`` (centre distance from the
+        click) and ``at_limit`` (True when the best centre or radius lies on the edge of the
+        search, i.e. the click may be further off than the search allows).
+    """
+    vol = np.asarray(tomogram, dtype=np.float32)
+    if vol.ndim != 3:
+        raise ValueError(f"tomogram must be 3-D (z, y, x), got shape {vol.shape}")
+    centre = np.asarray(centre_xyz, dtype=np.float64) - 1.0  # 0-based x, y, z
+    r0, search = float(radius_px), float(search_px)
+    r_search = search if radius_search_px is None else float(radius_search_px)
+    if r0 <= 0 or search < 0 or r_search < 0:
+        raise ValueError(f"radius {radius_px} must be > 0 and searches >= 0 ({search_px}, {radius_search_px})")
+    radii = np.arange(max(1.0, r0 - r_search), r0 + r_search + 0.5 * radius_step_px, radius_step_px)
+    half = int(np.ceil(radii[-1] + search + 0.5 * bilayer_separation_px + 4 * shell_sigma_px + 2))
+    n = 2 * half + 1
+    # the cube around the click, normalised over its part inside the tomogram and zero outside
+    origin = np.round(centre[::-1]).astype(int) - half  # (z, y, x) of the cube's first voxel
+    lo = np.maximum(origin, 0)
+    hi = np.minimum(origin + n, vol.shape)
+    if np.any(hi <= lo):
+        raise ValueError(f"the click at {np.round(centre + 1, 1).tolist()} lies outside the tomogram {vol.shape}")
+    part = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
+    part = (part - part.mean()) / (part.std() or 1.0)
+    cube = np.zeros((n, n, n))
+    cube[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin, strict=True))] = -part if protein_dark else part
+    shape = cube.shape
+    vft = scipy.fft.rfftn(cube, workers=workers or -1)
+    wedge = None
+    if tilt_range_deg is not None:
+        wedge = measured_in_tomogram(*_frequency_grid(shape), tilt_range_deg).astype(np.float64)
+    # scores at centres within the search ball around the click (cube coordinates)
+    click = centre[::-1] - origin
+    grid = np.indices(shape, dtype=np.float64)
+    inside = np.sum((grid - click[:, None, None, None]) ** 2, axis=0) <= max(search, 0.5) ** 2
+    best = np.full(shape, -np.inf)
+    best_index = np.zeros(shape, dtype=np.int64)
+    for i, r in enumerate(radii):
+        t = shell_template_ft(shape, r, shell_sigma_px, wedge, bilayer_separation_px)
+        # the template is centred at the origin: the correlation peaks at the sphere's centre
+        score = scipy.fft.irfftn(vft * t, s=shape, workers=workers or -1)
+        better = inside & (score > best)
+        best[better] = score[better]
+        best_index[better] = i
+    peak = np.unravel_index(int(np.argmax(best)), shape)
+    i = int(best_index[peak])
+    xyz = _subvoxel_centre(np.where(np.isfinite(best), best, np.min(best[inside])), peak)
+    radius = _refine_radii(vft, shape, [peak], [float(radii[i])], radius_step_px, shell_sigma_px,
+                           bilayer_separation_px, wedge)[0] if 0 < i < len(radii) - 1 else float(radii[i])  # fmt: skip
+    out_xyz = xyz + origin[::-1] + 1.0
+    moved = float(np.linalg.norm(out_xyz - (centre + 1.0)))
+    at_limit = (search >= 1.0 and np.linalg.norm(np.asarray(peak, float) - click) > search - 0.5) or (
+        r_search > 0 and i in (0, len(radii) - 1))
+    return {"x": float(out_xyz[0]), "y": float(out_xyz[1]), "z": float(out_xyz[2]), "radius_px": float(radius),
+            "score": float(best[peak]), "moved_px": moved, "at_limit": bool(at_limit)}  # fmt: skip
+
+
+def refine_dipoles(
+    dipoles: pd.DataFrame,
+    binned: np.ndarray,
+    binning: int,
+    search_fraction: float = 0.25,
+    **shell_options,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every dipole snapped onto its membrane with :func:`refine_sphere` in the binned tomogram.
+
+    Parameters
+    ----------
+    dipoles : pd.DataFrame
+        :func:`stasnake.picking.dipoles.read_dipoles` output (full-size 1-based pixels).
+    binned : np.ndarray
+        (z, y, x) tomogram binned by ``binning`` (the one the dipoles were clicked in).
+    binning : int
+        Its binning factor.
+    search_fraction : float
+        Centre and radius may change by up to this fraction of the clicked radius.
+    **shell_options
+        ``bilayer_separation_px``, ``shell_sigma_px``, ``tilt_range_deg``, ... of
+        :func:`refine_sphere`, in pixels of ``binned``.
+
+    Returns
+    -------
+    refined : pd.DataFrame
+        ``dipoles`` with ``center_x/y/z``, ``radius_px`` and the surface point (same
+        direction from the centre) refined, full-size pixels.
+    report : pd.DataFrame
+        Per VLP: clicked and refined centre and radius (full-size pixels), the move,
+        ``score`` and ``at_limit``.
+    """
+    refined = dipoles.copy()
+    rows = []
+    for i, row in enumerate(dipoles.itertuples(index=False)):
+        centre = np.array([getattr(row, c) for c in CENTER_COLUMNS], dtype=np.float64)
+        surface = np.array([getattr(row, c) for c in SURFACE_COLUMNS], dtype=np.float64)
+        r_binned = float(row.radius_px) / binning
+        fit = refine_sphere(binned, full_to_binned(centre[None], binning)[0], r_binned,
+                            search_px=search_fraction * r_binned, **shell_options)  # fmt: skip
+        new_centre = binned_to_full(np.array([[fit["x"], fit["y"], fit["z"]]]), binning)[0]
+        new_radius = fit["radius_px"] * binning
+        direction = (surface - centre) / np.linalg.norm(surface - centre)
+        for k, c in enumerate(CENTER_COLUMNS):
+            refined.loc[refined.index[i], c] = new_centre[k]
+        for k, c in enumerate(SURFACE_COLUMNS):
+            refined.loc[refined.index[i], c] = new_centre[k] + new_radius * direction[k]
+        refined.loc[refined.index[i], "radius_px"] = new_radius
+        rows.append({
+            "vlp": int(getattr(row, "vlp", i + 1)),
+            **{f"clicked_{a}": centre[k] for k, a in enumerate("xyz")}, "clicked_radius_px": float(row.radius_px),
+            **{f"refined_{a}": new_centre[k] for k, a in enumerate("xyz")}, "refined_radius_px": new_radius,
+            "moved_px": float(np.linalg.norm(new_centre - centre)), "radius_change_px": new_radius - float(row.radius_px),
+            "score": fit["score"], "at_limit": fit["at_limit"],
+        })  # fmt: skip
+    return refined, pd.DataFrame(rows)
