@@ -26,7 +26,7 @@ def main(smk):
     if smk.params.refine:
         binned, apix_binned = read_mrc(smk.input.binned)
         dipoles, report = refine_dipoles(
-            dipoles, binned, smk.params.binning, smk.params.refine_search_fraction,
+            dipoles, binned, smk.params.binning, smk.params.refine_search_fraction, source=str(smk.input.dipoles),
             bilayer_separation_px=smk.params.bilayer_separation_angstrom / apix_binned,
             tilt_range_deg=(float(angles.min()), float(angles.max())),
         )  # fmt: skip

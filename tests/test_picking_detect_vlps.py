@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stasnake.errors import InputError
 from stasnake.io.imod import read_xf
 from stasnake.io.mdoc import read_mdoc
 from stasnake.io.mrc import read_mrc
@@ -130,3 +131,11 @@ def test_refine_sphere_without_search_keeps_the_centre(binned):
                         radius_search_px=3.0, bilayer_separation_px=BILAYER_ANGSTROM / apix_binned)  # fmt: skip
     assert np.allclose([fit["x"], fit["y"], fit["z"]], np.round(centre_binned + 0.3), atol=0.5)
     assert abs(fit["radius_px"] * BINNING - truth["radius_px"].iloc[0]) < 1.5
+
+
+def test_refine_dipoles_names_the_vlp_clicked_outside_the_tomogram(binned):
+    volume, apix_binned, truth, _ = binned
+    clicks = dipoles_from_spheres(np.array([[100.0, 100.0, 70.0], [100.0, 100.0, 5000.0]]), np.array([60.0, 60.0]))
+    clicks["vlp"] = [1, 2]
+    with pytest.raises(InputError, match=r"annotations/TS_01/dipoles.csv.*VLP 2: the click .* outside"):
+        refine_dipoles(clicks, volume, BINNING, source="annotations/TS_01/dipoles.csv")

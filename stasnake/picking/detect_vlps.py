@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.fft
 from scipy import ndimage
 
+from stasnake.errors import InputError
 from stasnake.picking.dipoles import (
     CENTER_COLUMNS,
     SURFACE_COLUMNS,
@@ -380,6 +381,7 @@ def refine_dipoles(
     binned: np.ndarray,
     binning: int,
     search_fraction: float = 0.25,
+    source: str = "dipoles",
     **shell_options,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every dipole snapped onto its membrane with :func:`refine_sphere` in the binned tomogram.
@@ -394,9 +396,17 @@ def refine_dipoles(
         Its binning factor.
     search_fraction : float
         Centre and radius may change by up to this fraction of the clicked radius.
+    source : str
+        The dipole file, for error messages.
     **shell_options
         ``bilayer_separation_px``, ``shell_sigma_px``, ``tilt_range_deg``, ... of
         :func:`refine_sphere`, in pixels of ``binned``.
+
+    Raises
+    ------
+    InputError
+        A VLP whose click lies outside the binned tomogram (the message names ``source`` and
+        the VLP).
 
     Returns
     -------
@@ -413,8 +423,11 @@ def refine_dipoles(
         centre = np.array([getattr(row, c) for c in CENTER_COLUMNS], dtype=np.float64)
         surface = np.array([getattr(row, c) for c in SURFACE_COLUMNS], dtype=np.float64)
         r_binned = float(row.radius_px) / binning
-        fit = refine_sphere(binned, full_to_binned(centre[None], binning)[0], r_binned,
-                            search_px=search_fraction * r_binned, **shell_options)  # fmt: skip
+        try:
+            fit = refine_sphere(binned, full_to_binned(centre[None], binning)[0], r_binned,
+                                search_px=search_fraction * r_binned, **shell_options)  # fmt: skip
+        except ValueError as exc:
+            raise InputError(source, f"VLP {getattr(row, 'vlp', i + 1)}: {exc}") from None
         new_centre = binned_to_full(np.array([[fit["x"], fit["y"], fit["z"]]]), binning)[0]
         new_radius = fit["radius_px"] * binning
         direction = (surface - centre) / np.linalg.norm(surface - centre)
