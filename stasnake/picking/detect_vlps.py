@@ -103,6 +103,35 @@ def shell_template_ft(
     return t / np.sqrt(norm2)
 
 
+def _best_shell_scores(
+    v: np.ndarray, radii, shell_sigma_px: float, bilayer_separation_px: float, tilt_range_deg,
+    workers: int, region: np.ndarray | None = None, dtype=np.float32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Shell-match a prepared volume (protein bright, zero mean) at every radius.
+
+    Returns the best score over ``radii`` at every voxel (``-inf`` outside ``region``), the
+    index of its radius, the volume's ``rfftn`` and the wedge mask (None without tilt range),
+    the last two for the radius refinement.
+    """
+    shape = v.shape
+    vft = scipy.fft.rfftn(v, workers=workers)
+    wedge = None
+    if tilt_range_deg is not None:
+        wedge = measured_in_tomogram(*_frequency_grid(shape), tilt_range_deg).astype(np.float64)
+    best = np.full(shape, -np.inf, dtype=dtype)
+    best_index = np.zeros(shape, dtype=np.int16)
+    for i, r in enumerate(radii):
+        t = shell_template_ft(shape, r, shell_sigma_px, wedge, bilayer_separation_px)
+        # the template is centred at the origin: the correlation peaks at the sphere's centre
+        score = scipy.fft.irfftn(vft * t, s=shape, workers=workers).astype(dtype)
+        better = score > best
+        if region is not None:
+            better &= region
+        best[better] = score[better]
+        best_index[better] = i
+    return best, best_index, vft, wedge
+
+
 def _parabola_offset(fm: float, f0: float, fp: float) -> float:
     denom = fm - 2.0 * f0 + fp
     if denom >= 0:
@@ -174,19 +203,9 @@ def detect_vlps(
     v /= v.std() or 1.0
     if protein_dark:
         v = -v
-    vft = scipy.fft.rfftn(v, workers=workers)
-    wedge = None
-    if tilt_range_deg is not None:
-        wedge = measured_in_tomogram(*_frequency_grid(shape), tilt_range_deg).astype(np.float64)
     radii = np.arange(r_min, r_max + 0.5 * radius_step_px, radius_step_px)
-    best = np.full(shape, -np.inf, dtype=np.float32)
-    best_index = np.zeros(shape, dtype=np.int16)
-    for i, r in enumerate(radii):
-        t = shell_template_ft(shape, r, shell_sigma_px, wedge, bilayer_separation_px)
-        score = scipy.fft.irfftn(vft * t, s=shape, workers=workers).astype(np.float32)
-        better = score > best
-        best[better] = score[better]
-        best_index[better] = i
+    best, best_index, vft, wedge = _best_shell_scores(v, radii, shell_sigma_px, bilayer_separation_px,
+                                                      tilt_range_deg, workers)  # fmt: skip
     median = float(np.median(best))
     mad = 1.4826 * float(np.median(np.abs(best - median))) or 1.0
     z = (best - median) / mad
@@ -346,23 +365,13 @@ def refine_sphere(
     cube = np.zeros((n, n, n))
     cube[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin, strict=True))] = -part if protein_dark else part
     shape = cube.shape
-    vft = scipy.fft.rfftn(cube, workers=workers or -1)
-    wedge = None
-    if tilt_range_deg is not None:
-        wedge = measured_in_tomogram(*_frequency_grid(shape), tilt_range_deg).astype(np.float64)
     # scores at centres within the search ball around the click (cube coordinates)
     click = centre[::-1] - origin
-    grid = np.indices(shape, dtype=np.float64)
-    inside = np.sum((grid - click[:, None, None, None]) ** 2, axis=0) <= max(search, 0.5) ** 2
-    best = np.full(shape, -np.inf)
-    best_index = np.zeros(shape, dtype=np.int64)
-    for i, r in enumerate(radii):
-        t = shell_template_ft(shape, r, shell_sigma_px, wedge, bilayer_separation_px)
-        # the template is centred at the origin: the correlation peaks at the sphere's centre
-        score = scipy.fft.irfftn(vft * t, s=shape, workers=workers or -1)
-        better = inside & (score > best)
-        best[better] = score[better]
-        best_index[better] = i
+    zz, yy, xx = np.ogrid[:n, :n, :n]
+    inside = (zz - click[0]) ** 2 + (yy - click[1]) ** 2 + (xx - click[2]) ** 2 <= max(search, 0.5) ** 2
+    best, best_index, vft, wedge = _best_shell_scores(cube, radii, shell_sigma_px, bilayer_separation_px,
+                                                      tilt_range_deg, workers or -1, region=inside,
+                                                      dtype=np.float64)  # fmt: skip
     peak = np.unravel_index(int(np.argmax(best)), shape)
     i = int(best_index[peak])
     xyz = _subvoxel_centre(np.where(np.isfinite(best), best, np.min(best[inside])), peak)
@@ -417,8 +426,7 @@ def refine_dipoles(
         Per VLP: clicked and refined centre and radius (full-size pixels), the move,
         ``score`` and ``at_limit``.
     """
-    refined = dipoles.copy()
-    rows = []
+    rows, centres, surfaces, radii = [], [], [], []
     for i, row in enumerate(dipoles.itertuples(index=False)):
         centre = np.array([getattr(row, c) for c in CENTER_COLUMNS], dtype=np.float64)
         surface = np.array([getattr(row, c) for c in SURFACE_COLUMNS], dtype=np.float64)
@@ -431,11 +439,9 @@ def refine_dipoles(
         new_centre = binned_to_full(np.array([[fit["x"], fit["y"], fit["z"]]]), binning)[0]
         new_radius = fit["radius_px"] * binning
         direction = (surface - centre) / np.linalg.norm(surface - centre)
-        for k, c in enumerate(CENTER_COLUMNS):
-            refined.loc[refined.index[i], c] = new_centre[k]
-        for k, c in enumerate(SURFACE_COLUMNS):
-            refined.loc[refined.index[i], c] = new_centre[k] + new_radius * direction[k]
-        refined.loc[refined.index[i], "radius_px"] = new_radius
+        centres.append(new_centre)
+        surfaces.append(new_centre + new_radius * direction)
+        radii.append(new_radius)
         rows.append({
             "vlp": int(getattr(row, "vlp", i + 1)),
             **{f"clicked_{a}": centre[k] for k, a in enumerate("xyz")}, "clicked_radius_px": float(row.radius_px),
@@ -443,4 +449,8 @@ def refine_dipoles(
             "moved_px": float(np.linalg.norm(new_centre - centre)), "radius_change_px": new_radius - float(row.radius_px),
             "score": fit["score"], "at_limit": fit["at_limit"],
         })  # fmt: skip
+    refined = dipoles.copy()
+    refined[list(CENTER_COLUMNS)] = np.array(centres).reshape(-1, 3)
+    refined[list(SURFACE_COLUMNS)] = np.array(surfaces).reshape(-1, 3)
+    refined["radius_px"] = np.array(radii, dtype=np.float64)
     return refined, pd.DataFrame(rows)
