@@ -11,6 +11,10 @@ averaged with Fourier-weight (missing-wedge) compensation by
   :func:`finish_average`, end to end (numba trilinear rotation, scipy.fft rfftn
   with all cores, numba accumulation kernel with the rotated wedge evaluated on
   the fly; numba threads = all cores);
+* ``stasnake, CTF-weighted``: the same with each particle's CTF and exposure
+  transfer (``transfers=``, demo-like tables from
+  :func:`stasnake.sta.transfer.transfer_table`, computed beforehand; the
+  ``transfer tables`` stage times computing them);
 * its stages alone, per particle: ``rotate`` (:func:`rotate_volume`),
   ``rfftn`` (scipy.fft, all cores) and ``accumulate``
   (:func:`stasnake.kernels.accumulate.accumulate_spectrum` on prepared spectra);
@@ -56,10 +60,21 @@ import scipy.ndimage  # noqa: E402
 from stasnake.kernels.accumulate import accumulate_spectrum, wedge_parameters  # noqa: E402
 from stasnake.sta.average import AverageSums, accumulate_particles, finish_average  # noqa: E402
 from stasnake.sta.rotate import box_centre_xyz, rotate_volume  # noqa: E402
+from stasnake.sta.transfer import transfer_from_tilts, transfer_table  # noqa: E402
 from stasnake.sta.wedge import wedge_mask  # noqa: E402
 from stasnake.synth.particles import random_rotations  # noqa: E402
 
 TILT = (-60.0, 60.0)
+
+
+def demo_transfers(n, m, rng):
+    """Per-particle CTF transfer tables as the demo's (41 tilts, 3 µm, 5.4 Å, dose-symmetric, flipped, weighted)."""
+    angles = np.arange(-60.0, 61.0, 3.0)
+    model = transfer_from_tilts(angles, np.full(angles.size, 30000.0), 3.0 * np.argsort(np.argsort(np.abs(angles))), 3.0,
+                                phase_flipped=True, dose_weighting_reduction=0.2, voltage_kv=300.0, cs_mm=2.7,
+                                amplitude_contrast=0.1, pixel_size_angstrom=5.4, tomogram_shape_zyx=(160, 384, 384))  # fmt: skip
+    positions = rng.uniform((1, 1, 1), (384, 384, 160), (m, 3))
+    return [transfer_table(model, positions[i], n, 5.4) for i in range(m)], model, positions
 
 
 # ----------------------------------------------------------------------------- baseline
@@ -109,6 +124,7 @@ def bench_box(n, m, repeats):
     wp = wedge_parameters(np.tile(TILT, (m, 1)))
     acc_s = np.zeros((n, n, n // 2 + 1), np.complex128)
     acc_w = np.zeros(acc_s.shape)
+    tables, model, positions = demo_transfers(n, m, rng)
 
     def rotate_only():
         for i in range(m):
@@ -122,8 +138,20 @@ def bench_box(n, m, repeats):
         for i in range(m):
             accumulate_spectrum(spectra[i], mats[i], wp[i], 1.0, acc_s, acc_w)
 
+    def accumulate_weighted_only():
+        for i in range(m):
+            accumulate_spectrum(spectra[i], mats[i], wp[i], 1.0, acc_s, acc_w, *tables[i])
+
+    def tables_only():
+        for i in range(m):
+            transfer_table(model, positions[i], n, 5.4)
+
     fns = {
         "stasnake": lambda: finish_average(ours(parts, mats, shifts)),
+        "stasnake, CTF-weighted": lambda: finish_average(
+            accumulate_particles(parts, mats, shifts, TILT, log_every=0, transfers=tables)),
+        "stage: transfer tables": tables_only,
+        "stage: accumulate, CTF-weighted": accumulate_weighted_only,
         "scipy baseline": lambda: finish_average(scipy_baseline(parts, mats, shifts)),
         "stage: rotate": rotate_only,
         "stage: rfftn": fft_only,

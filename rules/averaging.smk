@@ -32,6 +32,7 @@ rule average_tomogram:
     input:
         particles="results/particles/{ts}/particles.mrc",
         table="results/particles/{ts}/particles.tbl",
+        transfers=lambda wc: transfer_files([wc.ts]),
     output:
         # with the protocol, results/averages/{ts}.mrc is the aligned C6 average (step 4)
         average=RAW_AVERAGE,
@@ -50,5 +51,6 @@ rule average_tomogram:
         wedge_compensation=config["averaging"]["wedge_compensation"],
         fmin_fraction=config["averaging"]["fmin_fraction"],
         device=config["device"],
+        transfer_tomos=lambda wc: transfer_tomo_numbers([wc.ts]),
     script:
         "../scripts/average_particles.py"

@@ -151,6 +151,28 @@ def get_tomo_number(wildcards):
     return int(sample_value(wildcards.ts, "tomo_number"))
 
 
+def transfer_files(tilt_series):
+    """The tomograms' transfer models (CTF-weighted averaging, averaging.ctf_weighting), or nothing."""
+    if not config["averaging"]["ctf_weighting"]:
+        return []
+    return [f"results/tomograms/{ts}_transfer.json" for ts in tilt_series]
+
+
+def transfer_tomo_numbers(tilt_series):
+    """The table tomo number of each of transfer_files(tilt_series)."""
+    if not config["averaging"]["ctf_weighting"]:
+        return []
+    return [int(sample_value(ts, "tomo_number")) for ts in tilt_series]
+
+
+def get_project_transfers(wildcards):
+    return transfer_files(PROJECTS[wildcards.project].tomograms)
+
+
+def get_project_transfer_tomos(wildcards):
+    return transfer_tomo_numbers(PROJECTS[wildcards.project].tomograms)
+
+
 def get_truth_phantom(wildcards):
     return config["validation"]["truth_phantom"].format(ts=wildcards.ts)
 

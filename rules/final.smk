@@ -8,6 +8,7 @@ if not PROTOCOL_ON:
         input:
             particles=expand("results/particles/{ts}/particles.mrc", ts=TILT_SERIES),
             tables=expand("results/particles/{ts}/particles.tbl", ts=TILT_SERIES),
+            transfers=transfer_files(TILT_SERIES),
         output:
             final="results/final/final.mrc",
             half1="results/final/half1_unfil.mrc",
@@ -33,6 +34,7 @@ if not PROTOCOL_ON:
             wedge_compensation=config["averaging"]["wedge_compensation"],
             fmin_fraction=config["averaging"]["fmin_fraction"],
             device=config["device"],
+            transfer_tomos=transfer_tomo_numbers(TILT_SERIES),
         script:
             "../scripts/final_average.py"
 

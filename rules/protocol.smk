@@ -257,6 +257,7 @@ rule half_maps:
         mask="results/protocol/tight_mask.mrc",
         index="results/sta/protocol_refined/particles.csv",
         particles=[particle_files("selected", ts)["stack"] for ts in TILT_SERIES],
+        transfers=transfer_files(TILT_SERIES),
     output:
         final="results/final/final.mrc",
         half1="results/final/half1_unfil.mrc",
@@ -279,6 +280,7 @@ rule half_maps:
         symmetry="c6",
         fmin_fraction=config["averaging"]["fmin_fraction"],
         device=config["device"],
+        transfer_tomos=transfer_tomo_numbers(TILT_SERIES),
     script:
         "../scripts/half_maps.py"
 

@@ -56,6 +56,7 @@ rule sta_align_chunk:
         particles=get_project_stacks,
         mask=get_project_mask,
         classification_mask=get_project_classification_mask,
+        transfers=get_project_transfers,
     output:
         table="results/sta/{project}/ite_{k}/chunks/align_{half}_{chunk}.tbl",
     log:
@@ -76,6 +77,7 @@ rule sta_align_chunk:
         # a round with mask: lattice aligns on the lattice layer beside the membrane
         lattice_spacing_angstrom=config["protocol"]["lattice_spacing_angstrom"],
         lattice_side=config["protocol"]["lattice_side"],
+        transfer_tomos=get_project_transfer_tomos,
     script:
         "../scripts/sta_align_chunk.py"
 

@@ -67,3 +67,28 @@ rule tomogram_against_truth:
         runtime=10,
     script:
         "../scripts/tomogram_against_truth.py"
+
+
+rule transfer_model:
+    input:
+        tomogram="results/tomograms/{ts}.mrc",
+        tlt="results/tiltseries/{ts}/{ts}.tlt",
+        order="results/tiltseries/{ts}/{ts}_order.csv",
+        defocus="results/tiltseries/{ts}/{ts}.defocus",
+        acquisition="results/tiltseries/{ts}/{ts}_acquisition.json",
+    output:
+        transfer="results/tomograms/{ts}_transfer.json",
+    log:
+        "logs/transfer_model/{ts}.log",
+    conda:
+        "../envs/stasnake.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        phase_flipped=config["ctf"]["phase_flip"],
+        dose_weighting=config["dose_weighting"]["enabled"],
+        dose_weighting_reduction=config["dose_weighting"]["reduction"],
+    script:
+        "../scripts/transfer_model.py"

@@ -25,6 +25,7 @@ from stasnake.sta.fsc import (
 from stasnake.sta.poses import symmetry_order, table_poses
 from stasnake.sta.table_ops import merge_tables
 from stasnake.sta.tables import split_even_odd
+from stasnake.sta.transfer import load_particle_transfers
 from stasnake.workflow import log, run_rule
 
 
@@ -41,11 +42,15 @@ def main(smk):
         tables.append(table)
         matrices, shifts = table_poses(table)
         ranges = tilt_ranges_from_table(table)
+        transfers = load_particle_transfers(table, smk.input.transfers, smk.params.transfer_tomos,
+                                            particles.shape[-1], apix, source=table_path)  # fmt: skip
         for name, sel in zip(sums, split_even_odd(table), strict=True):
             if sel.any():
                 idx = np.flatnonzero(sel)
                 views = [particles[i] for i in idx]  # memmap views: read one at a time while accumulating
-                sums[name].append(accumulate_particles(views, matrices[idx], shifts[idx], ranges[idx], device=device))
+                part = None if transfers is None else transfers.subset(idx)
+                sums[name].append(accumulate_particles(views, matrices[idx], shifts[idx], ranges[idx], device=device,
+                                                       transfers=part))  # fmt: skip
     if not sums["half1"] or not sums["half2"]:
         raise InputError("particles tables", "both gold-standard halves (even and odd tags) need particles")
     halves = {name: sum(parts) for name, parts in sums.items()}

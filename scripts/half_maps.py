@@ -27,6 +27,7 @@ from stasnake.sta.poses import symmetry_order, table_poses
 from stasnake.sta.project import ParticleStacks
 from stasnake.sta.table_ops import rigid_transform
 from stasnake.sta.tables import half_set
+from stasnake.sta.transfer import load_particle_transfers
 from stasnake.workflow import log, run_rule
 
 
@@ -50,8 +51,10 @@ def main(smk):
     for h, part in parts.items():
         rows = part["tag"].map(row_of_tag).to_numpy()
         matrices, shifts = table_poses(part)
+        transfers = load_particle_transfers(part, smk.input.transfers, smk.params.transfer_tomos, half1_map.shape[-1],
+                                            apix, source=smk.input.table)  # fmt: skip
         sums[h] = accumulate_particles(ParticleStacks(index, rows), matrices, shifts, tilt_ranges_from_table(part),
-                                       device=smk.params.device, pixel_size_angstrom=apix)  # fmt: skip
+                                       device=smk.params.device, pixel_size_angstrom=apix, transfers=transfers)  # fmt: skip
     n_sym = symmetry_order(smk.params.symmetry)
     fmin = smk.params.fmin_fraction
 

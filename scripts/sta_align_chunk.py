@@ -12,6 +12,7 @@ from stasnake.sta.average import symmetrize_cn, tilt_ranges_from_table
 from stasnake.sta.masks import lattice_layer_mask
 from stasnake.sta.poses import table_poses
 from stasnake.sta.project import ParticleStacks, chunk_rows
+from stasnake.sta.transfer import load_particle_transfers
 from stasnake.workflow import log, run_rule
 
 
@@ -54,8 +55,15 @@ def main(smk):
             origin = read_table(smk.input.origin).set_index("tag")
             centres = origin.loc[act["tag"], ["dx", "dy", "dz"]].to_numpy()
         particles = ParticleStacks(index, rows[active])
+        transfers = None
+        if rnd.ctf_scores:
+            if not smk.input.transfers:
+                raise InputError(f"project {project.name}", "a round with ctf_scores: true needs "
+                                 "averaging.ctf_weighting: true (the tomograms' transfer models)")  # fmt: skip
+            transfers = load_particle_transfers(act, smk.input.transfers, smk.params.transfer_tomos,
+                                                reference.shape[-1], apix, source=smk.input.table)  # fmt: skip
         result = align_particles(particles, matrices, shifts, tilt_ranges, prepared, params,
-                                 shift_centres_xyz=centres, device=smk.params.device)  # fmt: skip
+                                 shift_centres_xyz=centres, device=smk.params.device, transfers=transfers)  # fmt: skip
         eulers = matrix_to_dynamo_euler(result.matrices).reshape(-1, 3)
         chunk.loc[active, ["dx", "dy", "dz"]] = result.shifts_xyz
         chunk.loc[active, ["tdrot", "tilt", "narot"]] = eulers
@@ -63,7 +71,7 @@ def main(smk):
         if smk.input.classification_mask:
             cmask, _ = read_mrc(smk.input.classification_mask)
             chunk.loc[active, "cc2"] = score_particles(particles, result.matrices, result.shifts_xyz, tilt_ranges,
-                                                       prepared, params, mask=cmask)  # fmt: skip
+                                                       prepared, params, mask=cmask, transfers=transfers)  # fmt: skip
         log.info("%d orientation evaluations; CC median %.4f (%.4f..%.4f)", result.n_evaluated,
                  float(np.median(result.cc)), float(result.cc.min()), float(result.cc.max()))  # fmt: skip
     write_table(smk.output.table, chunk)

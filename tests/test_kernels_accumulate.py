@@ -7,7 +7,12 @@ NUMBA_ENABLE_CUDASIM=1), hence the tiny sizes.
 import numpy as np
 import pytest
 
-from stasnake.kernels.accumulate import accumulate_spectrum, wedge_parameters, wedge_weights
+from stasnake.kernels.accumulate import (
+    accumulate_spectrum,
+    transfer_weight,
+    wedge_parameters,
+    wedge_weights,
+)
 from stasnake.kernels.backproject_cuda import cuda_available
 from stasnake.kernels.interp import affine_trilinear
 from stasnake.sta.average import accumulate_particles
@@ -42,6 +47,55 @@ def test_accumulate_crops_and_masks():
     f = (np.fft.fftfreq(d) * d).astype(int) % n
     np.testing.assert_array_equal(w, mask)
     np.testing.assert_allclose(s, 0.5 * mask * spec[f][:, f][:, :, : d // 2 + 1], rtol=1e-6)
+
+
+def _transfer(rng, n_tilts=9):
+    tilts = np.radians(np.linspace(-60.0, 60.0, n_tilts))
+    return tilts, rng.uniform(-0.2, 1.0, (n_tilts, 30)), 2.0
+
+
+def test_accumulate_with_transfer_adds_h_times_spectrum_and_h_squared():
+    """The compiled kernel uses the plain-Python transfer_weight: S += H P, W += H^2 (H may be negative)."""
+    rng = np.random.default_rng(6)
+    n = 8
+    spec = (rng.standard_normal((n, n, n // 2 + 1)) + 1j * rng.standard_normal((n, n, n // 2 + 1))).astype(np.complex64)
+    rot = random_rotations(1, rng)[0]
+    wp = wedge_parameters([(-60, 60)])[0]
+    tilts, table, samples = _transfer(rng)
+    s = np.zeros((n, n, n // 2 + 1), np.complex128)
+    w = np.zeros(s.shape)
+    accumulate_spectrum(spec, rot, wp, 1.0, s, w, tilts, table, samples)
+    f = np.fft.fftfreq(n) * n
+    h = np.array([[[transfer_weight(rot, float(x), float(y), float(z), wp, tilts, table, samples)
+                    for x in range(n // 2 + 1)] for y in f] for z in f])  # fmt: skip
+    assert (h < 0).any() and (h > 0).any() and (h == 0).any()  # sign changes and the wedge are exercised
+    np.testing.assert_allclose(w, h**2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(s, h * spec, rtol=1e-5, atol=1e-6)
+    # the nearest tilt's row, linear in |k|: a table constant along |k| returns that tilt's value
+    flat = np.repeat(np.arange(9.0)[:, None], 30, axis=1)
+    k = np.array([1.0, 0.0, 1.0])  # tilt 45 deg about y -> nearest of linspace(-60, 60, 9) is 45 (index 7)
+    assert transfer_weight(np.eye(3), *k, wedge_parameters([(-60, 60)])[0], tilts, flat, samples) == 7.0
+    assert transfer_weight(np.eye(3), 1.0, 0.0, -1.0, wp, tilts, flat, samples) == 1.0  # -45 deg -> index 1
+    assert transfer_weight(np.eye(3), 0.0, 2.0, 0.0, wp, tilts, flat, samples) == 4.0  # tilt axis: mean of tilts
+
+
+@needs_cuda
+def test_cuda_accumulate_with_transfer_matches_cpu():
+    from stasnake.kernels.accumulate_cuda import CudaSpectrumSums
+
+    rng = np.random.default_rng(7)
+    n, d = 8, 6
+    s = np.zeros((d, d, d // 2 + 1), np.complex128)
+    w = np.zeros(s.shape)
+    gpu = CudaSpectrumSums(d)
+    for rot in random_rotations(2, rng):
+        spec = (rng.standard_normal((n, n, n // 2 + 1)) + 1j).astype(np.complex64)
+        transfer = _transfer(rng)
+        accumulate_spectrum(spec, rot, wedge_parameters([(-60, 60)])[0], 0.7, s, w, *transfer)
+        gpu.add(spec, rot, wedge_parameters([(-60, 60)])[0], 0.7, *transfer)
+    gs, gw = gpu.to_host()
+    np.testing.assert_allclose(gw, w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gs, s, rtol=1e-6, atol=1e-6)
 
 
 @needs_cuda

@@ -346,3 +346,29 @@ def test_bad_arrays_are_reported(unit):
         )
     with pytest.raises(InputError, match="reference"):
         align_particles(**good, reference=ref, params=SearchParams(0, 10, 0, 10, low=9))
+
+
+def test_ctf_scores_reduce_to_the_wedge_with_unit_transfer_and_find_the_pose(unit):
+    """With H = 1 the transfer-weighted score is the constrained CC; with a CTF-like H it still finds the truth."""
+    rng = np.random.default_rng(21)
+    m = 6
+    rots = random_rotations(m, rng)
+    shifts = rng.uniform(-1.5, 1.5, (m, 3))
+    parts = simulate_particles(unit, rots, shifts, rng, (-60, 60), snr=np.inf)
+    params = SearchParams(20, 10, 20, 10, refine=1, low=12)
+    ref = prepare_reference(unit, params)
+    tilts = np.radians(np.arange(-60.0, 61.0, 3.0))
+    ones = [(tilts, np.ones((tilts.size, 60)), 2.0)] * m
+    plain = align_particles(parts, rots, np.zeros((m, 3)), _tilts(m, 60), ref, params)
+    unit_h = align_particles(parts, rots, np.zeros((m, 3)), _tilts(m, 60), ref, params, transfers=ones)
+    np.testing.assert_allclose(unit_h.cc, plain.cc, rtol=1e-5)
+    np.testing.assert_allclose(unit_h.shifts_xyz, plain.shifts_xyz, atol=1e-4)
+    # a transfer falling with |k| and with the tilt (late tilts weaker), as exposure does
+    r = np.arange(60) / 2.0
+    table = np.exp(-((r / 10.0) ** 2))[None, :] * (1.0 - 0.5 * np.abs(tilts) / tilts.max())[:, None]
+    weighted = align_particles(parts, rots, np.zeros((m, 3)), _tilts(m, 60), ref, params,
+                               transfers=[(tilts, table, 2.0)] * m)  # fmt: skip
+    assert rotation_distance_deg(weighted.matrices, rots).max() <= 5.0
+    assert np.abs(weighted.shifts_xyz - shifts).max() < 0.1
+    cc = score_particles(parts, rots, shifts, _tilts(m, 60), ref, params, transfers=[(tilts, table, 2.0)] * m)
+    assert cc.min() > 0.5 and np.all(cc < 1.0)  # the particles were not made with this transfer

@@ -103,13 +103,100 @@ def wedge_weight(rot, kx, ky, kz, wedge):
     return 0.0
 
 
+def make_transfer_weight(wedge_test, transfer):
+    """:func:`transfer_weight` built on compiled twins of :func:`wedge_weight` and :func:`transfer_at`.
+
+    numba (njit or CUDA device functions) calls compiled functions only; the
+    closure lets the CPU and CUDA kernels share this code.
+    """
+
+    def weight(rot, kx, ky, kz, wedge, tilts, table, samples_per_pixel):
+        w = wedge_test(rot, kx, ky, kz, wedge)
+        return w if w == 0.0 or tilts.shape[0] == 0 else transfer(rot, kx, ky, kz, tilts, table, samples_per_pixel)
+
+    return weight
+
+
+def transfer_weight(rot, kx, ky, kz, wedge, tilts, table, samples_per_pixel):
+    """Weight of reference frequency ``k`` for a particle: its wedge, times its transfer when given.
+
+    Parameters
+    ----------
+    rot, kx, ky, kz, wedge
+        As :func:`wedge_weight`; ``k`` in cycles per box of the particle.
+    tilts : array
+        (n_tilts,) float64 increasing tilt angles of the particle's tomogram,
+        radians; empty for the binary wedge alone.
+    table : array
+        (n_tilts, n_r) float64 radial transfer of each tilt
+        (:func:`stasnake.sta.transfer.transfer_table`), sampled every
+        ``1 / samples_per_pixel`` cycles per box.
+    samples_per_pixel : float
+        Table samples per cycle per box.
+
+    Returns
+    -------
+    float
+        0.0 in the missing wedge; else 1.0 (no tilts) or the transfer of the
+        tilt nearest to ``R k`` (its slice angle ``atan2(kz, kx)``, folded to
+        (-90, 90]), linear in ``|k|``; on the tilt axis (``R k`` along y) the
+        mean of the tilts.
+    """
+    w = wedge_weight(rot, kx, ky, kz, wedge)
+    return w if w == 0.0 or tilts.shape[0] == 0 else transfer_at(rot, kx, ky, kz, tilts, table, samples_per_pixel)
+
+
+def transfer_at(rot, kx, ky, kz, tilts, table, samples_per_pixel):
+    """The transfer part of :func:`transfer_weight` (no wedge test)."""
+    nt = tilts.shape[0]
+    tx = rot[0, 0] * kx + rot[0, 1] * ky + rot[0, 2] * kz
+    ty = rot[1, 0] * kx + rot[1, 1] * ky + rot[1, 2] * kz
+    tz = rot[2, 0] * kx + rot[2, 1] * ky + rot[2, 2] * kz
+    r = math.sqrt(tx * tx + ty * ty + tz * tz) * samples_per_pixel
+    j = int(r)
+    nr = table.shape[1]
+    if j >= nr - 1:
+        j = nr - 2
+        r = nr - 1.0
+    f = r - j
+    if math.sqrt(tx * tx + tz * tz) <= 1e-9 * max(1.0, abs(ty)):
+        total = 0.0  # the tilt axis is on every slice
+        for i in range(nt):
+            total += (1.0 - f) * table[i, j] + f * table[i, j + 1]
+        return total / nt
+    if tx < 0.0 or (tx == 0.0 and tz < 0.0):
+        tx = -tx
+        tz = -tz
+    t = math.atan2(tz, tx)
+    lo = 0
+    hi = nt - 1
+    while hi - lo > 1:  # bisection: tilts[lo] <= t <= tilts[hi]
+        mid = (lo + hi) // 2
+        if tilts[mid] <= t:
+            lo = mid
+        else:
+            hi = mid
+    i = lo if abs(t - tilts[lo]) <= abs(tilts[hi] - t) else hi
+    return (1.0 - f) * table[i, j] + f * table[i, j + 1]
+
+
 _wedge_weight = numba.njit(inline="always", cache=True, fastmath=True)(wedge_weight)
+_transfer_at = numba.njit(inline="always", cache=True, fastmath=True)(transfer_at)
+_transfer_weight = numba.njit(inline="always", cache=True, fastmath=True)(
+    make_transfer_weight(_wedge_weight, _transfer_at))
 _freq = numba.njit(inline="always", cache=True)(fft_index_frequency)
+#: Arguments of :func:`accumulate_spectrum` meaning "no transfer" (binary wedge only).
+NO_TILTS = np.zeros(0, dtype=np.float64)
+NO_TABLE = np.zeros((0, 2), dtype=np.float64)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def accumulate_spectrum(spectrum, rot, wedge, scale, sum_out, weight_out):
-    """Add ``scale * W(k) * spectrum(k)`` to ``sum_out`` and ``W(k)`` to ``weight_out`` in place.
+def accumulate_spectrum(spectrum, rot, wedge, scale, sum_out, weight_out, tilts=None, table=None,
+                        samples_per_pixel=1.0):  # fmt: skip
+    """Add ``scale * H(k) * spectrum(k)`` to ``sum_out`` and ``H(k)^2`` to ``weight_out`` in place.
+
+    ``H`` is :func:`transfer_weight`: the 0/1 wedge ``W(k)`` without ``tilts``
+    (then ``H^2 = W``, the count of particles that measured ``k``), else the
+    wedge times the particle's CTF and exposure transfer.
 
     Parameters
     ----------
@@ -123,10 +210,20 @@ def accumulate_spectrum(spectrum, rot, wedge, scale, sum_out, weight_out):
     scale : float
         Factor on the spectrum (``(d / n) ** 3`` keeps real-space values when cropping).
     sum_out : np.ndarray
-        (d, d, d // 2 + 1) complex128 sum of masked spectra, ``d <= n``.
+        (d, d, d // 2 + 1) complex128 sum of weighted spectra, ``d <= n``.
     weight_out : np.ndarray
-        (d, d, d // 2 + 1) float64 number of particles that measured each frequency.
+        (d, d, d // 2 + 1) float64 sum of squared weights.
+    tilts, table, samples_per_pixel
+        The particle's transfer (:func:`transfer_weight`); default: none.
     """
+    if tilts is None:
+        tilts, table = NO_TILTS, NO_TABLE
+    _accumulate(spectrum, rot, wedge, float(scale), sum_out, weight_out, np.ascontiguousarray(tilts, np.float64),
+                np.ascontiguousarray(table, np.float64), float(samples_per_pixel))  # fmt: skip
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _accumulate(spectrum, rot, wedge, scale, sum_out, weight_out, tilts, table, samples_per_pixel):
     d = sum_out.shape[0]
     dx = sum_out.shape[2]
     n = spectrum.shape[0]
@@ -137,10 +234,10 @@ def accumulate_spectrum(spectrum, rot, wedge, scale, sum_out, weight_out):
             fy = _freq(iy, d)
             jy = fy if fy >= 0 else fy + n
             for ix in range(dx):
-                w = _wedge_weight(rot, float(ix), float(fy), float(fz), wedge)
-                if w > 0.0:
+                w = _transfer_weight(rot, float(ix), float(fy), float(fz), wedge, tilts, table, samples_per_pixel)
+                if w != 0.0:
                     sum_out[iz, iy, ix] += (scale * w) * spectrum[jz, jy, ix]
-                    weight_out[iz, iy, ix] += w
+                    weight_out[iz, iy, ix] += w * w
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)

@@ -20,7 +20,14 @@ import functools
 import numpy as np
 from numba import cuda  # module global: the simulator swaps it inside kernels
 
-from stasnake.kernels.accumulate import fft_index_frequency, wedge_weight
+from stasnake.kernels.accumulate import (
+    NO_TABLE,
+    NO_TILTS,
+    fft_index_frequency,
+    make_transfer_weight,
+    transfer_at,
+    wedge_weight,
+)
 from stasnake.kernels.backproject_cuda import require_cuda
 
 _THREADS = (32, 4, 2)  # (x, y, z) threads per block
@@ -29,11 +36,12 @@ _THREADS = (32, 4, 2)  # (x, y, z) threads per block
 @functools.cache
 def _kernel():
     """Compile (lazily, once) and return the CUDA kernel."""
-    weight_at = cuda.jit(device=True)(wedge_weight)
+    weight_at = cuda.jit(device=True)(make_transfer_weight(cuda.jit(device=True)(wedge_weight),
+                                                           cuda.jit(device=True)(transfer_at)))
     freq = cuda.jit(device=True)(fft_index_frequency)
 
     @cuda.jit
-    def accumulate_kernel(spectrum, rot, wedge, scale, sum_out, weight_out):
+    def accumulate_kernel(spectrum, rot, wedge, scale, sum_out, weight_out, tilts, table, samples_per_pixel):
         ix, iy, iz = cuda.grid(3)
         d = sum_out.shape[0]
         if iz >= d or iy >= sum_out.shape[1] or ix >= sum_out.shape[2]:
@@ -43,10 +51,10 @@ def _kernel():
         fy = freq(iy, d)
         jz = fz if fz >= 0 else fz + n
         jy = fy if fy >= 0 else fy + n
-        w = weight_at(rot, float(ix), float(fy), float(fz), wedge)
-        if w > 0.0:
+        w = weight_at(rot, float(ix), float(fy), float(fz), wedge, tilts, table, samples_per_pixel)
+        if w != 0.0:
             sum_out[iz, iy, ix] += (scale * w) * spectrum[jz, jy, ix]
-            weight_out[iz, iy, ix] += w
+            weight_out[iz, iy, ix] += w * w
 
     return accumulate_kernel
 
@@ -70,7 +78,7 @@ class CudaSpectrumSums:
         self._threads = tuple(min(t, s) for t, s in zip(_THREADS, shape[::-1], strict=True))
         self._blocks = tuple((s + t - 1) // t for s, t in zip(shape[::-1], self._threads, strict=True))
 
-    def add(self, spectrum, rot, wedge, scale: float) -> None:
+    def add(self, spectrum, rot, wedge, scale: float, tilts=None, table=None, samples_per_pixel: float = 1.0) -> None:
         """Add one particle (see :func:`stasnake.kernels.accumulate.accumulate_spectrum`).
 
         Parameters
@@ -83,6 +91,8 @@ class CudaSpectrumSums:
             (6,) float64 tilt-range constants (``wedge_parameters``).
         scale : float
             Factor on the spectrum.
+        tilts, table, samples_per_pixel
+            The particle's transfer (``transfer_weight``); None: the binary wedge.
         """
         d_spec = (
             spectrum
@@ -91,7 +101,12 @@ class CudaSpectrumSums:
         )
         d_rot = cuda.to_device(np.ascontiguousarray(rot, dtype=np.float64).reshape(3, 3))
         d_wedge = cuda.to_device(np.ascontiguousarray(wedge, dtype=np.float64).reshape(-1))
-        self._kernel[self._blocks, self._threads](d_spec, d_rot, d_wedge, np.float64(scale), self._sum, self._weight)
+        if tilts is None:
+            tilts, table = NO_TILTS, NO_TABLE
+        d_tilts = cuda.to_device(np.ascontiguousarray(tilts, dtype=np.float64))
+        d_table = cuda.to_device(np.ascontiguousarray(table, dtype=np.float64))
+        self._kernel[self._blocks, self._threads](d_spec, d_rot, d_wedge, np.float64(scale), self._sum, self._weight,
+                                                  d_tilts, d_table, np.float64(samples_per_pixel))  # fmt: skip
 
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
         """(complex128 sum, float64 weight), each (d, d, d // 2 + 1), copied to the host."""

@@ -55,6 +55,7 @@ from stasnake.kernels.ccsearch import (
     score_candidates,
 )
 from stasnake.sta.angles import AngularScan
+from stasnake.sta.transfer import transfer_at_frequencies
 from stasnake.sta.wedge import measured_in_tomogram
 
 EDGE_PX = 2.0  # width of the raised-cosine edges of the band-pass, Fourier pixels
@@ -468,8 +469,13 @@ def _window_grid(
     return WindowArrays(*parts, valid, float(step), int(box), inv2)
 
 
-def _particle_spectra(particles, indices, prep: PreparedReference, tilt_ranges: np.ndarray):
-    """Centred spectra (count, L) on the compact list and their weights ``w M^2`` (read one at a time)."""
+def _particle_spectra(particles, indices, prep: PreparedReference, tilt_ranges: np.ndarray, transfers=None):
+    """Centred spectra (count, L) on the compact list and their weights (read one at a time).
+
+    Returns the spectra and three (count, L) weights: of the particle in the numerator
+    (``w M^2``, times ``H`` with a transfer), of the reference's norm (``w M^2``, times
+    ``H^2``) and of the particle's norm (``w M^2``), ``M = W B``.
+    """
     n = prep.box
     k = prep.k_xyz.astype(np.float64)
     centre_phase = np.exp(2j * np.pi * (k @ np.full(3, n // 2, np.float64)) / n)
@@ -489,20 +495,28 @@ def _particle_spectra(particles, indices, prep: PreparedReference, tilt_ranges: 
             wedge = measured_in_tomogram(k[:, 0], k[:, 1], k[:, 2], key)
             wedges[key] = wedge * prep.weight_band * (prep.weight_band / 2.0)
         weights[row] = wedges[key]  # w M^2 with M = W B
-    return spectra, weights
+    if transfers is None:
+        return spectra, weights, weights, weights
+    h = np.stack([transfer_at_frequencies(k, *transfers[i]) for i in indices])
+    return spectra, weights * h, weights * h * h, weights
 
 
 def _particle_arrays(
-    spectra: np.ndarray, weights: np.ndarray, prep: PreparedReference, centres: np.ndarray
+    spectra: np.ndarray, weights, prep: PreparedReference, centres: np.ndarray
 ) -> ParticleArrays:
-    """Kernel inputs of particles whose shift windows are centred at ``centres`` (count, 3) pixels."""
+    """Kernel inputs of particles whose shift windows are centred at ``centres`` (count, 3) pixels.
+
+    ``weights``: the three weights of :func:`_particle_spectra` (numerator, reference
+    norm, particle norm).
+    """
+    numerator, reference_norm, particle_norm = weights
     k = prep.k_xyz.astype(np.float64)
-    q = weights * spectra * np.exp(2j * np.pi * (centres @ k.T) / prep.box)
-    p_norm = np.sqrt(np.sum(weights * (spectra.real**2 + spectra.imag**2), axis=1))
+    q = numerator * spectra * np.exp(2j * np.pi * (centres @ k.T) / prep.box)
+    p_norm = np.sqrt(np.sum(particle_norm * (spectra.real**2 + spectra.imag**2), axis=1))
     return ParticleArrays(
         np.ascontiguousarray(q.real, np.float32),
         np.ascontiguousarray(q.imag, np.float32),
-        weights.astype(np.float32),
+        reference_norm.astype(np.float32),
         p_norm.astype(np.float32),
     )
 
@@ -532,6 +546,7 @@ def align_particles(
     shift_centres_xyz=None,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    transfers=None,
 ) -> AlignmentResult:
     """Search orientations and shifts of each particle around its current pose.
 
@@ -558,6 +573,13 @@ def align_particles(
         Where the per-orientation kernels run.
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch of particles.
+    transfers : sequence, optional
+        (m,) per particle ``(tilts_rad, table, samples_per_pixel)``
+        (:class:`stasnake.sta.transfer.ParticleTransfers`): the reference is
+        scored as the particle should look, ``H T`` (CTF and exposure transfer
+        ``H`` in the particle's frame): ``CC = sum conj(T) H B^2 P / (||H B T||
+        ||W B P||)``, the matched filter that gives the frequencies each
+        particle measured well their weight. None: the binary wedge.
 
     Returns
     -------
@@ -591,7 +613,7 @@ def align_particles(
         idx = np.arange(start, min(m, start + batch))
         if per_particle:
             window, _ = _rotated_window(reference.box, reference.dim, reference.arrays.k_max, limits, rots[start])
-        spectra, weights = _particle_spectra(particles, idx, reference, tilts)
+        spectra, *weights = _particle_spectra(particles, idx, reference, tilts, transfers)
         parts = _particle_arrays(spectra, weights, reference, centres[idx])
         best_r, best_cc, best_off = (
             rots[idx].copy(),
@@ -645,6 +667,7 @@ def score_particles(
     params: SearchParams,
     mask=None,
     device: str = "cpu",
+    transfers=None,
 ) -> np.ndarray:
     """Constrained CC of each particle at its given pose (no search).
 
@@ -660,6 +683,8 @@ def score_particles(
         (n, n, n) mask replacing the alignment mask (e.g. a classification mask).
     device : {"cpu", "cuda"}
         Where the kernel runs.
+    transfers : sequence, optional
+        Per-particle CTF transfers, as in :func:`align_particles`.
 
     Returns
     -------
@@ -681,7 +706,7 @@ def score_particles(
     batch = 16 * PARTICLE_BATCH.get(device, 16)
     for start in range(0, m, batch):
         idx = np.arange(start, min(m, start + batch))
-        spectra, weights = _particle_spectra(particles, idx, reference, tilts)
+        spectra, *weights = _particle_spectra(particles, idx, reference, tilts, transfers)
         parts = _particle_arrays(spectra, weights, reference, shifts[idx])
         cc, _ = score_candidates(
             reference.arrays, window, parts, rots[idx], np.arange(len(idx)), device, refine=False

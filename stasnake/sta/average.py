@@ -21,8 +21,9 @@ Choices (and why):
   rather than cut (``"zero"``): the result is continuous in ``W`` (no hard
   Fourier edge, hence no extra ringing) and a frequency measured by few
   particles is amplified at most ``count / fmin`` times relative to the plain
-  mean, so their noise cannot blow up. Default ``fmin = 0.1 * count``
-  (``DEFAULT_FMIN_FRACTION``; ``count`` = particles x symmetry order): with
+  mean, so their noise cannot blow up. Default ``fmin = 0.1 * max(W)``
+  (``DEFAULT_FMIN_FRACTION``; ``max(W)`` = particles x symmetry order, the
+  weight of k = 0): with
   random orientations and a +-60 degree range every frequency is measured by
   about 2/3 of the particles, so the floor only acts where orientations
   cluster and leave a direction under-sampled.
@@ -41,6 +42,15 @@ Choices (and why):
   count) can be computed per chunk of particles on different machines, added
   and saved; :func:`finish_average` divides once at the end, so the result does
   not depend on the chunking.
+
+**CTF-weighted averaging** (``transfers=``, :mod:`stasnake.sta.transfer`):
+each particle's wedge is multiplied by its CTF and exposure transfer ``H``
+(the Fourier slice of each tilt carries ``H_t(|k|)`` times the signal), the sum
+becomes ``S = sum_i H_i P_i`` and the weight ``W = sum_i H_i^2``; ``S / max(W,
+fmin)`` is then the least-squares estimate of the object, with the CTF and the
+exposure divided out where the particles measured them (``fmin`` keeps its
+role as a Wiener-like floor). Without transfers ``H`` is the 0/1 wedge and
+``W`` counts particles, as above.
 
 Weight map layout (returned and written beside the average): the full
 (d, d, d) float32 weight ``W`` after symmetrisation, ``fftshift``-ed so the
@@ -69,7 +79,8 @@ from stasnake.sta.rotate import box_centre_xyz, rotate_volume, rotation_about_z
 
 log = logging.getLogger(__name__)
 
-#: Default floor of the Fourier weight, as a fraction of the contributions (particles x symmetry order).
+#: Default floor of the Fourier weight, as a fraction of its largest value (particles x symmetry order
+#: without transfers).
 DEFAULT_FMIN_FRACTION = 0.1
 #: Tilt range meaning "fully sampled" (no missing wedge), degrees.
 FULL_TILT_RANGE = (-90.0, 90.0)
@@ -257,8 +268,8 @@ class _CpuSums:
         self.spectrum = np.zeros(shape, np.complex128)
         self.weight = np.zeros(shape, np.float64)
 
-    def add(self, spectrum, rot, wedge, scale):
-        accumulate_spectrum(spectrum, rot, wedge, scale, self.spectrum, self.weight)
+    def add(self, spectrum, rot, wedge, scale, tilts=None, table=None, samples_per_pixel=1.0):
+        accumulate_spectrum(spectrum, rot, wedge, scale, self.spectrum, self.weight, tilts, table, samples_per_pixel)
 
     def to_host(self):
         return self.spectrum, self.weight
@@ -273,8 +284,9 @@ def accumulate_particles(
     device: str = "cpu",
     log_every: int = 100,
     pixel_size_angstrom: float | None = None,
+    transfers=None,
 ) -> AverageSums:
-    """Wedge-masked Fourier sum and weight of particles with known poses.
+    """Wedge-masked (optionally transfer-weighted) Fourier sum and weight of particles with known poses.
 
     Parameters
     ----------
@@ -304,6 +316,12 @@ def accumulate_particles(
         Pixel size of the particles (Å), recorded in the sums (scaled by
         ``n / dim``). None: ``particles.pixel_size_angstrom`` if the container
         has one, else 0.0 (unknown).
+    transfers : sequence, optional
+        (m,) per particle ``(tilts_rad, table, samples_per_pixel)``
+        (:class:`stasnake.sta.transfer.ParticleTransfers`): each particle adds
+        ``H(k) P(k)`` and ``H(k)^2`` with its CTF and exposure transfer ``H``
+        (CTF-weighted averaging, :mod:`stasnake.sta.transfer`). None: the
+        binary wedge (``H`` = 0 or 1; the weight counts particles).
 
     Returns
     -------
@@ -316,6 +334,8 @@ def accumulate_particles(
     m = len(mats)
     if m == 0:
         raise ValueError("no particles to average")
+    if transfers is not None and len(transfers) != m:
+        raise ValueError(f"{len(transfers)} transfers for {m} particles")
     n = int(np.shape(particles[0])[-1])
     d = n if dim is None else int(dim)
     if not 1 <= d <= n:
@@ -337,7 +357,8 @@ def accumulate_particles(
         if (i + 1) % release_every == 0:
             _release_file_pages(item)
         aligned = rotate_volume(vol, mats[i], shifts[i], device=device)
-        acc.add(scipy.fft.rfftn(aligned, workers=workers), mats[i], wedges[i], scale)
+        acc.add(scipy.fft.rfftn(aligned, workers=workers), mats[i], wedges[i], scale,
+                *(() if transfers is None else transfers[i]))  # fmt: skip
         if log_every and (i + 1) % log_every == 0:
             log.info("averaged %d / %d particles", i + 1, m)
     spectrum, weight = acc.to_host()
@@ -404,7 +425,10 @@ def finish_average(
         average (the plain mean when the particles have no wedge).
     fmin : float, optional
         Least weight a frequency is divided by (particle contributions).
-        None: ``fmin_fraction * count * symmetry_order``.
+        None: ``fmin_fraction * max(W)``, i.e. ``fmin_fraction * count *
+        symmetry_order`` for binary wedges (every particle measures k = 0); with
+        transfer weights (``W = sum H^2``) the same fraction of the best-measured
+        frequency, a Wiener-like floor.
     fmin_fraction : float
         See ``fmin``.
     below_fmin : {"divide", "zero"}
@@ -432,7 +456,7 @@ def finish_average(
         spectrum, weight = _symmetrize_sums(spectrum, weight, order)
     contributions = sums.count * order
     if wedge_compensation:
-        floor = max(float(fmin_fraction * contributions if fmin is None else fmin), 1e-6)
+        floor = max(float(fmin_fraction * weight.max() if fmin is None else fmin), 1e-6)
         ft = spectrum / np.maximum(weight, floor)
         if below_fmin == "zero":
             ft[weight < floor] = 0.0
@@ -456,6 +480,7 @@ def average_particles(
     below_fmin: str = "divide",
     log_every: int = 100,
     return_weight: bool = False,
+    transfers=None,
 ):
     """Average particles in the reference frame using their known poses (wedge-compensated).
 
@@ -471,8 +496,9 @@ def average_particles(
         (d, d, d) float32 weight map.
     """
     sums = accumulate_particles(
-        particles, matrices, shifts_xyz, tilt_ranges_deg, dim=dim, device=device, log_every=log_every
-    )
+        particles, matrices, shifts_xyz, tilt_ranges_deg, dim=dim, device=device, log_every=log_every,
+        transfers=transfers,
+    )  # fmt: skip
     average, weight = finish_average(sums, symmetry, wedge_compensation, fmin, fmin_fraction, below_fmin)
     return (average, weight) if return_weight else average
 

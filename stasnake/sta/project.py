@@ -48,6 +48,8 @@ class Round:
     (:func:`stasnake.sta.masks.lattice_layer_mask`; protocol steps 3 and 4).
     ``area_search_frame`` is ours too: ``box`` (Dynamo's) takes ``area_search`` on the
     tomogram axes, ``particle`` on each particle's axes (z = its surface normal).
+    ``ctf_scores`` (ours): score the reference times each particle's CTF and exposure transfer
+    (:func:`stasnake.sta.align.align_particles` ``transfers``) instead of the binary wedge.
     """
 
     iterations: int = 1
@@ -70,6 +72,7 @@ class Round:
     separation_in_tomogram: float = 0.0
     mask: str | None = None
     area_search_frame: str = "box"
+    ctf_scores: bool = False
 
     @property
     def symmetry_order(self) -> int:
@@ -258,6 +261,9 @@ def load_round(spec, where: str) -> Round:
     if v["area_search_frame"] not in ("box", "particle"):
         raise InputError(f"{where}area_search_frame", f"must be box or particle, not {v['area_search_frame']!r}")
     out["area_search_frame"] = v["area_search_frame"]
+    if not isinstance(v["ctf_scores"], bool):
+        raise InputError(f"{where}ctf_scores", f"must be true or false, not {v['ctf_scores']!r}")
+    out["ctf_scores"] = v["ctf_scores"]
     if out["low"] is not None and out["low"] <= out["high"]:
         raise InputError(f"{where}low", f"low-pass cutoff {out['low']} must exceed the high-pass cutoff high = {out['high']}")
     try:
