@@ -28,7 +28,7 @@ def _tiny_problem(seed=0, n=16, low=4.0, limits=(2.0, 2.0, 1.5), n_random=2):
     params = align.SearchParams(0, 10, 0, 10, low=low, shift_limits_xyz=limits)
     prep = align.prepare_reference(unit, params)
     window, _ = align._window(n, n, prep.arrays.k_max, np.asarray(limits, float))
-    spectra, weights = align._particle_spectra(parts, range(2), prep, np.tile([-50, 50], (2, 1)))
+    spectra, *weights = align._particle_spectra(parts, range(2), prep, np.tile([-50, 50], (2, 1)))
     particles = align._particle_arrays(spectra, weights, prep, np.zeros((2, 3)))
     cand = np.concatenate([rots, random_rotations(n_random, rng)])
     part = np.arange(len(cand)) % 2

@@ -60,13 +60,18 @@ def _report(name, ang, sh, final_sampling):
     )
 
 
+def _noise_free(unit, seed, m, max_shift):
+    """m noise-free wedged particles at random poses and shifts up to max_shift px: (particles, poses, shifts)."""
+    rng = np.random.default_rng(seed)
+    rots = random_rotations(m, rng)
+    shifts = rng.uniform(-max_shift, max_shift, (m, 3))
+    return simulate_particles(unit, rots, shifts, rng, (-60, 60), snr=np.inf), rots, shifts
+
+
 def test_known_pose_scores_near_one_and_shift_is_recovered(unit):
     """Noise-free particles at their true orientation: CC ~ 1 there, shifts found to 0.02 px."""
-    rng = np.random.default_rng(0)
     m = 6
-    rots = random_rotations(m, rng)
-    shifts = rng.uniform(-2.5, 2.5, (m, 3))
-    parts = simulate_particles(unit, rots, shifts, rng, (-60, 60), snr=np.inf)
+    parts, rots, shifts = _noise_free(unit, 0, m, 2.5)
     params = SearchParams(0, 10, 0, 10, low=12)
     ref = prepare_reference(unit, params)
     at_truth = score_particles(parts, rots, shifts, _tilts(m, 60), ref, params)
@@ -350,11 +355,8 @@ def test_bad_arrays_are_reported(unit):
 
 def test_ctf_scores_reduce_to_the_wedge_with_unit_transfer_and_find_the_pose(unit):
     """With H = 1 the transfer-weighted score is the constrained CC; with a CTF-like H it still finds the truth."""
-    rng = np.random.default_rng(21)
     m = 6
-    rots = random_rotations(m, rng)
-    shifts = rng.uniform(-1.5, 1.5, (m, 3))
-    parts = simulate_particles(unit, rots, shifts, rng, (-60, 60), snr=np.inf)
+    parts, rots, shifts = _noise_free(unit, 21, m, 1.5)
     params = SearchParams(20, 10, 20, 10, refine=1, low=12)
     ref = prepare_reference(unit, params)
     tilts = np.radians(np.arange(-60.0, 61.0, 3.0))

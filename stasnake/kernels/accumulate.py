@@ -1,4 +1,4 @@
-"""Numba kernel: add one aligned particle's spectrum, masked by its rotated wedge, to Fourier sums.
+"""Numba kernel: add one aligned particle's spectrum, weighted by its rotated wedge (and transfer), to Fourier sums.
 
 Missing-wedge compensated averaging (Dynamo's ``fweight``; see
 :mod:`stasnake.sta.average`) keeps two half-grid Fourier volumes: the sum of the
@@ -7,7 +7,10 @@ For a particle with pose ``R`` (active, reference -> tomogram) a reference-frame
 frequency ``k`` was measured when ``R k`` lies outside the tomogram's missing
 wedge (:func:`stasnake.sta.wedge.measured_in_tomogram`). This kernel evaluates
 that test on the fly for every frequency of the output grid, adds the
-particle's spectrum where it is 1 and adds the 0/1 weight.
+particle's spectrum where it is 1 and adds the 0/1 weight. With a transfer
+(CTF-weighted averaging, :mod:`stasnake.sta.transfer`) the weight ``H`` is the
+wedge times the transfer of the tilt nearest to ``R k`` (:func:`transfer_at`),
+and the kernel adds ``H P`` and ``H^2``.
 
 The per-frequency maths is the plain Python function :func:`wedge_weight`,
 wrapped with ``numba.njit`` here and with ``numba.cuda.jit(device=True)`` in
@@ -117,35 +120,6 @@ def make_transfer_weight(wedge_test, transfer):
     return weight
 
 
-def transfer_weight(rot, kx, ky, kz, wedge, tilts, table, samples_per_pixel):
-    """Weight of reference frequency ``k`` for a particle: its wedge, times its transfer when given.
-
-    Parameters
-    ----------
-    rot, kx, ky, kz, wedge
-        As :func:`wedge_weight`; ``k`` in cycles per box of the particle.
-    tilts : array
-        (n_tilts,) float64 increasing tilt angles of the particle's tomogram,
-        radians; empty for the binary wedge alone.
-    table : array
-        (n_tilts, n_r) float64 radial transfer of each tilt
-        (:func:`stasnake.sta.transfer.transfer_table`), sampled every
-        ``1 / samples_per_pixel`` cycles per box.
-    samples_per_pixel : float
-        Table samples per cycle per box.
-
-    Returns
-    -------
-    float
-        0.0 in the missing wedge; else 1.0 (no tilts) or the transfer of the
-        tilt nearest to ``R k`` (its slice angle ``atan2(kz, kx)``, folded to
-        (-90, 90]), linear in ``|k|``; on the tilt axis (``R k`` along y) the
-        mean of the tilts.
-    """
-    w = wedge_weight(rot, kx, ky, kz, wedge)
-    return w if w == 0.0 or tilts.shape[0] == 0 else transfer_at(rot, kx, ky, kz, tilts, table, samples_per_pixel)
-
-
 def transfer_at(rot, kx, ky, kz, tilts, table, samples_per_pixel):
     """The transfer part of :func:`transfer_weight` (no wedge test)."""
     nt = tilts.shape[0]
@@ -179,6 +153,33 @@ def transfer_at(rot, kx, ky, kz, tilts, table, samples_per_pixel):
     i = lo if abs(t - tilts[lo]) <= abs(tilts[hi] - t) else hi
     return (1.0 - f) * table[i, j] + f * table[i, j + 1]
 
+
+transfer_weight = make_transfer_weight(wedge_weight, transfer_at)
+transfer_weight.__name__ = "transfer_weight"
+transfer_weight.__doc__ = """Weight of reference frequency ``k`` for a particle: its wedge, times its transfer when given.
+
+    Parameters
+    ----------
+    rot, kx, ky, kz, wedge
+        As :func:`wedge_weight`; ``k`` in cycles per box of the particle.
+    tilts : array
+        (n_tilts,) float64 increasing tilt angles of the particle's tomogram,
+        radians; empty for the binary wedge alone.
+    table : array
+        (n_tilts, n_r) float64 radial transfer of each tilt
+        (:func:`stasnake.sta.transfer.transfer_table`), sampled every
+        ``1 / samples_per_pixel`` cycles per box.
+    samples_per_pixel : float
+        Table samples per cycle per box.
+
+    Returns
+    -------
+    float
+        0.0 in the missing wedge; else 1.0 (no tilts) or the transfer of the
+        tilt nearest to ``R k`` (its slice angle ``atan2(kz, kx)``, folded to
+        (-90, 90]), linear in ``|k|``; on the tilt axis (``R k`` along y) the
+        mean of the tilts.
+    """
 
 _wedge_weight = numba.njit(inline="always", cache=True, fastmath=True)(wedge_weight)
 _transfer_at = numba.njit(inline="always", cache=True, fastmath=True)(transfer_at)
