@@ -165,12 +165,19 @@ def transfer_tomo_numbers(tilt_series):
     return [int(sample_value(ts, "tomo_number")) for ts in tilt_series]
 
 
+def _scores_with_ctf(project):
+    return any(r.ctf_scores for r in project.rounds)
+
+
 def get_project_transfers(wildcards):
-    return transfer_files(PROJECTS[wildcards.project].tomograms)
+    """The transfer models of a project whose rounds score with the CTF (ctf_scores), or nothing."""
+    project = PROJECTS[wildcards.project]
+    return transfer_files(project.tomograms) if _scores_with_ctf(project) else []
 
 
 def get_project_transfer_tomos(wildcards):
-    return transfer_tomo_numbers(PROJECTS[wildcards.project].tomograms)
+    project = PROJECTS[wildcards.project]
+    return transfer_tomo_numbers(project.tomograms) if _scores_with_ctf(project) else []
 
 
 def get_truth_phantom(wildcards):
