@@ -51,7 +51,7 @@ import numpy as np
 from stasnake.errors import InputError
 from stasnake.io.atomic import write_text_atomic
 from stasnake.io.dynamo_table import particle_positions
-from stasnake.tilt.ctf import electron_wavelength_angstrom
+from stasnake.tilt.ctf import ctf_1d
 from stasnake.tilt.dose import critical_exposure
 
 #: Radial samples per Fourier pixel of the particle box in the per-particle tables.
@@ -180,12 +180,6 @@ def read_transfer(path: str | os.PathLike) -> TiltTransfer:
         raise InputError(path, str(exc)) from exc
 
 
-def _ctf_1d(k, defocus, lam, cs_angstrom, amplitude_contrast):
-    """CTF(|k|) of :func:`stasnake.tilt.ctf.ctf_2d` without astigmatism (negative at low k)."""
-    chi = np.pi * lam * defocus * k**2 - 0.5 * np.pi * cs_angstrom * lam**3 * k**4
-    return -(np.sqrt(1.0 - amplitude_contrast**2) * np.sin(chi) + amplitude_contrast * np.cos(chi))
-
-
 def transfer_table(model: TiltTransfer, position_xyz_1based, box: int,
                    pixel_size_angstrom: float) -> tuple[np.ndarray, np.ndarray, float]:  # fmt: skip
     """Radial transfer ``H_t(|k|)`` of every tilt for one particle (see the module docstring).
@@ -220,12 +214,11 @@ def transfer_table(model: TiltTransfer, position_xyz_1based, box: int,
     n_r = int(np.ceil(np.sqrt(3.0) * box / 2 * SAMPLES_PER_PIXEL)) + 2
     k = np.arange(n_r, dtype=np.float64) / SAMPLES_PER_PIXEL / (box * px)  # 1/Å
     t = np.radians(model.tilt_angle_deg)[:, None]
-    lam = electron_wavelength_angstrom(model.voltage_kv)
-    cs = model.cs_mm * 1e7
+    optics = (model.voltage_kv, model.cs_mm, model.amplitude_contrast)
     df = model.defocus_angstrom[:, None]
-    ctf = _ctf_1d(k[None, :], df + X * np.sin(t) - Z * np.cos(t), lam, cs, model.amplitude_contrast)
+    ctf = ctf_1d(k[None, :], df + X * np.sin(t) - Z * np.cos(t), *optics)
     if model.phase_flipped:
-        strip = _ctf_1d(k[None, :], df + (X * np.cos(t) + Z * np.sin(t)) * np.tan(t), lam, cs, model.amplitude_contrast)
+        strip = ctf_1d(k[None, :], df + (X * np.cos(t) + Z * np.sin(t)) * np.tan(t), *optics)
         flip = np.where(strip > 0, -1.0, 1.0)  # as phase_flip_image
         flip[:, 0] = 1.0  # the flip leaves the mean
     else:

@@ -103,13 +103,28 @@ def ctf_2d(
         float64 CTF values in [-1, 1], zero frequency at index [0, 0].
     """
     kx, ky = frequency_grid(shape, pixel_size_angstrom, rfft)
-    k2 = kx**2 + ky**2
     theta = np.arctan2(ky, kx)
     ang = np.radians(astigmatism_angle_deg)
     df = 0.5 * (defocus_u_angstrom + defocus_v_angstrom
                 + (defocus_u_angstrom - defocus_v_angstrom) * np.cos(2.0 * (theta - ang)))  # fmt: skip
+    return ctf_1d(np.sqrt(kx**2 + ky**2), df, voltage_kv, cs_mm, amplitude_contrast, phase_shift_deg)
+
+
+def ctf_1d(
+    k_per_angstrom,
+    defocus_angstrom,
+    voltage_kv: float = 300,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.1,
+    phase_shift_deg: float = 0,
+) -> np.ndarray:
+    """CTF at spatial frequencies ``|k|`` (1/Å) and defoci (Å, positive underfocus), broadcast together.
+
+    The radial form of :func:`ctf_2d` (same convention), without astigmatism.
+    """
+    k2 = np.asarray(k_per_angstrom, dtype=np.float64) ** 2
     lam = electron_wavelength_angstrom(voltage_kv)
     cs = cs_mm * 1e7  # mm -> Å
-    chi = np.pi * lam * df * k2 - 0.5 * np.pi * cs * lam**3 * k2**2 + np.radians(phase_shift_deg)
+    chi = np.pi * lam * np.asarray(defocus_angstrom) * k2 - 0.5 * np.pi * cs * lam**3 * k2**2 + np.radians(phase_shift_deg)
     a = float(amplitude_contrast)
     return -(np.sqrt(1.0 - a * a) * np.sin(chi) + a * np.cos(chi))
