@@ -52,7 +52,7 @@ from stasnake.errors import InputError
 from stasnake.io.atomic import write_text_atomic
 from stasnake.io.dynamo_table import particle_positions
 from stasnake.tilt.ctf import ctf_1d
-from stasnake.tilt.dose import critical_exposure
+from stasnake.tilt.dose import dose_attenuation
 
 #: Radial samples per Fourier pixel of the particle box in the per-particle tables.
 SAMPLES_PER_PIXEL = 4
@@ -223,13 +223,9 @@ def transfer_table(model: TiltTransfer, position_xyz_1based, box: int,
         flip[:, 0] = 1.0  # the flip leaves the mean
     else:
         flip = 1.0
-    ne = critical_exposure(k)[None, :]
-    pre = model.pre_exposure_e_per_A2[:, None]
-    dose = model.dose_e_per_A2[:, None]
-    x_dose = dose / (2.0 * ne)  # mean damage over the tilt's own exposure, as dose_filter
-    safe = np.where(x_dose > 0, x_dose, 1.0)
-    damage = np.exp(-pre / (2.0 * ne)) * np.where(x_dose > 0, -np.expm1(-safe) / safe, 1.0)
-    weighting = np.exp(-model.weighting_exposure_e_per_A2[:, None] / (2.0 * ne))
+    damage = dose_attenuation(k[None, :], model.pre_exposure_e_per_A2[:, None], model.dose_e_per_A2[:, None],
+                              model.voltage_kv)  # fmt: skip
+    weighting = dose_attenuation(k[None, :], model.weighting_exposure_e_per_A2[:, None], None, model.voltage_kv)
     return t[:, 0].copy(), -ctf * flip * damage * weighting, float(SAMPLES_PER_PIXEL)
 
 

@@ -65,13 +65,23 @@ def dose_filter(
         float64 factors in (0, 1], 1 at zero frequency, index [0, 0] = DC.
     """
     kx, ky = frequency_grid(shape, pixel_size_angstrom, rfft)
-    ne = critical_exposure(np.sqrt(kx**2 + ky**2), voltage_kv)
     pre = float(pre_exposure_e_per_A2)
     if pre < 0 or (dose_e_per_A2 is not None and dose_e_per_A2 < 0):
         raise ValueError("exposures must be non-negative")
-    if not dose_e_per_A2:
+    return dose_attenuation(np.sqrt(kx**2 + ky**2), pre, dose_e_per_A2, voltage_kv)
+
+
+def dose_attenuation(k_per_angstrom, pre_exposure_e_per_A2, dose_e_per_A2=None, voltage_kv: float = 300) -> np.ndarray:
+    """The radial form of :func:`dose_filter`: attenuation at ``|k|`` (1/Å), broadcast with the exposures.
+
+    ``exp(-pre / 2Ne(k))``, times the mean over the image's own exposure ``dose``
+    when given (non-zero); exposures in e/Å².
+    """
+    ne = critical_exposure(k_per_angstrom, voltage_kv)
+    pre = np.asarray(pre_exposure_e_per_A2, dtype=np.float64)
+    if dose_e_per_A2 is None or not np.any(dose_e_per_A2):
         return np.exp(-pre / (2.0 * ne))
-    x = float(dose_e_per_A2) / (2.0 * ne)  # 0 at k = 0, where the mean factor is 1
+    x = np.asarray(dose_e_per_A2, dtype=np.float64) / (2.0 * ne)  # 0 at k = 0, where the mean factor is 1
     safe = np.where(x > 0, x, 1.0)
     mean_over_exposure = np.where(x > 0, -np.expm1(-safe) / safe, 1.0)
     return np.exp(-pre / (2.0 * ne)) * mean_over_exposure
