@@ -75,6 +75,7 @@ class CudaSpectrumSums:
         self._sum = cuda.to_device(np.zeros(shape, dtype=np.complex128))
         self._weight = cuda.to_device(np.zeros(shape, dtype=np.float64))
         self._kernel = _kernel()
+        self._no_transfer = (cuda.to_device(NO_TILTS), cuda.to_device(NO_TABLE))  # binary wedge: no copies per particle
         self._threads = tuple(min(t, s) for t, s in zip(_THREADS, shape[::-1], strict=True))
         self._blocks = tuple((s + t - 1) // t for s, t in zip(shape[::-1], self._threads, strict=True))
 
@@ -102,9 +103,10 @@ class CudaSpectrumSums:
         d_rot = cuda.to_device(np.ascontiguousarray(rot, dtype=np.float64).reshape(3, 3))
         d_wedge = cuda.to_device(np.ascontiguousarray(wedge, dtype=np.float64).reshape(-1))
         if tilts is None:
-            tilts, table = NO_TILTS, NO_TABLE
-        d_tilts = cuda.to_device(np.ascontiguousarray(tilts, dtype=np.float64))
-        d_table = cuda.to_device(np.ascontiguousarray(table, dtype=np.float64))
+            d_tilts, d_table = self._no_transfer
+        else:
+            d_tilts = cuda.to_device(np.ascontiguousarray(tilts, dtype=np.float64))
+            d_table = cuda.to_device(np.ascontiguousarray(table, dtype=np.float64))
         self._kernel[self._blocks, self._threads](d_spec, d_rot, d_wedge, np.float64(scale), self._sum, self._weight,
                                                   d_tilts, d_table, np.float64(samples_per_pixel))  # fmt: skip
 
