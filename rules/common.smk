@@ -234,6 +234,14 @@ try:
                 ),
             )
         )
+    if not config["averaging"]["ctf_weighting"]:
+        ctf_scored = [p for p, proj in PROJECTS.items() if any(r.ctf_scores for r in proj.rounds)]
+        if ctf_scored:
+            raise InputError(
+                f"project {ctf_scored[0]}",
+                "a round with ctf_scores: true needs averaging.ctf_weighting: true "
+                "(the tomograms' transfer models)",
+            )
 except InputError as exc:
     raise WorkflowError(f"Bad alignment project: {exc}") from None
 GPUS = 1 if config["device"] == "cuda" else 0

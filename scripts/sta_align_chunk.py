@@ -55,11 +55,8 @@ def main(smk):
             origin = read_table(smk.input.origin).set_index("tag")
             centres = origin.loc[act["tag"], ["dx", "dy", "dz"]].to_numpy()
         particles = ParticleStacks(index, rows[active])
-        transfers = None
+        transfers = None  # rules/common.smk refuses ctf_scores without the transfer models
         if rnd.ctf_scores:
-            if not smk.input.transfers:
-                raise InputError(f"project {project.name}", "a round with ctf_scores: true needs "
-                                 "averaging.ctf_weighting: true (the tomograms' transfer models)")  # fmt: skip
             transfers = load_particle_transfers(act, smk.input.transfers, smk.params.transfer_tomos,
                                                 reference.shape[-1], apix, source=smk.input.table)  # fmt: skip
         result = align_particles(particles, matrices, shifts, tilt_ranges, prepared, params,

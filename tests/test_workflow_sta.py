@@ -185,6 +185,15 @@ def test_bad_project_config_fails_before_any_job(project_run, tmp_path):
                              "--configfile", str(bad), "--cores", "1", "-n"], capture_output=True, text=True)  # fmt: skip
     assert result.returncode != 0
     assert "sta_projects.chunked.rounds[2].cone_sampling" in result.stdout + result.stderr
+    # CTF-weighted scores without the transfer models: refused at load, naming the project
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["sta_projects"]["chunked"]["rounds"][1]["ctf_scores"] = True
+    cfg.setdefault("averaging", {})["ctf_weighting"] = False
+    bad.write_text(yaml.safe_dump(cfg))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+                             "--configfile", str(bad), "--cores", "1", "-n"], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0
+    assert "project chunked: a round with ctf_scores: true needs averaging.ctf_weighting" in result.stdout + result.stderr
 
 
 def test_particle_exports(project_run):
