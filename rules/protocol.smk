@@ -245,6 +245,7 @@ rule tight_mask:
         runtime=10,
     params:
         lattice_spacing_angstrom=PROTOCOL["lattice_spacing_angstrom"],
+        include_membrane=PROTOCOL["tight_mask_membrane"],
     script:
         "../scripts/tight_mask.py"
 

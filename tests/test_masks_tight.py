@@ -87,9 +87,20 @@ def test_cylinder_mask_follows_curvature():
     )  # inside the flat slab, outside here
 
 
+def test_cylinder_mask_shell_can_leave_the_mid_surface_out():
+    """Negative ``above_px``: the shell ends below the membrane mid-surface (5 to 12 px below it)."""
+    m = membrane_cylinder_mask(BOX, 38.0, 18.0, below_px=12.0, above_px=-5.0, edge_px=2.0)
+    col = m[:, CENTRE, CENTRE]
+    assert np.all(col[26:34] == 1.0) and np.all(col[35:] == 0.0) and np.all(col[:24] == 0.0)
+    with pytest.raises(InputError, match="empty"):
+        membrane_cylinder_mask(BOX, 38.0, 18.0, below_px=4.0, above_px=-5.0)
+
+
 def test_cylinder_mask_rejects_bad_input():
     with pytest.raises(InputError):
         membrane_cylinder_mask(BOX, 30.0, -1.0, 5.0, 5.0)
+    with pytest.raises(InputError):
+        membrane_cylinder_mask(BOX, 30.0, 10.0, np.nan, 5.0)
     with pytest.raises(InputError):
         membrane_cylinder_mask(BOX, 30.0, 10.0, 5.0, 5.0, vlp_radius_px=0.0)
 
@@ -127,6 +138,30 @@ def test_tight_mask_from_synthetic_patch(vlp_radius, protein_sign):
         drop = lower_centre - _lower_edge(mask[:, CENTRE, CENTRE + rho])
         print(f"  lower edge drop at rho {rho}: {drop:.2f} px (sag {sag:.2f})")
         assert abs(drop - sag) < 0.7
+
+
+@pytest.mark.parametrize("vlp_radius", [None, 350.0])
+@pytest.mark.parametrize("protein_sign", [1.0, -1.0])
+def test_tight_mask_without_membrane_covers_the_protein_layer_only(vlp_radius, protein_sign):
+    """``include_membrane=False``: the central unit stays inside, both leaflets (19 Å either side
+    of the mid-surface, 6 Å wide) lie outside, and the protein-side edge is the same as with the
+    membrane."""
+    patch, unit = _patch(vlp_radius, np.random.default_rng(5))
+    average = protein_sign * patch
+    args = (average, APIX, SPACING, protein_sign)
+    with_membrane = tight_mask_from_average(*args, vlp_radius_angstrom=vlp_radius)
+    without = tight_mask_from_average(*args, vlp_radius_angstrom=vlp_radius, include_membrane=False)
+    central = unit > 0.1 * unit.max()
+    leaflets = [int(round(MEMBRANE_Z + s * 19.0 / APIX)) for s in (-1, 1)]
+    column = without[:, CENTRE, CENTRE]
+    print(f"radius {vlp_radius} sign {protein_sign:+.0f}: min over the unit {without[central].min():.3f}, "
+          f"at the leaflets {column[leaflets].round(3)}, upper edge {_upper_edge(column):.2f} "
+          f"(inner leaflet at {MEMBRANE_Z - 19.0 / APIX:.2f}), volume {without.mean():.3f} vs {with_membrane.mean():.3f}")
+    assert without[central].min() > 0.99
+    assert column[leaflets].max() == 0.0 and without[leaflets[0]].max() < 0.05
+    assert _upper_edge(column) < MEMBRANE_Z - 19.0 / APIX - 1.0
+    assert abs(_lower_edge(column) - _lower_edge(with_membrane[:, CENTRE, CENTRE])) < 1e-6
+    assert np.all(without <= with_membrane + 1e-6)
 
 
 def test_lattice_layer_mask_covers_the_lattice_and_leaves_the_membrane_out():
