@@ -15,6 +15,9 @@ averaged with Fourier-weight (missing-wedge) compensation by
   transfer (``transfers=``, demo-like tables from
   :func:`stasnake.sta.transfer.transfer_table`, computed beforehand; the
   ``transfer tables`` stage times computing them);
+* ``stasnake, cubic interpolation``: the same with cubic B-spline rotation
+  (``interpolation_order=3``, ``scipy.ndimage.map_coordinates`` on the host: the
+  final maps' default, ``averaging.final_interpolation``);
 * its stages alone, per particle: ``rotate`` (:func:`rotate_volume`),
   ``rfftn`` (scipy.fft, all cores) and ``accumulate``
   (:func:`stasnake.kernels.accumulate.accumulate_spectrum` on prepared spectra);
@@ -150,6 +153,8 @@ def bench_box(n, m, repeats):
         "stasnake": lambda: finish_average(ours(parts, mats, shifts)),
         "stasnake, CTF-weighted": lambda: finish_average(
             accumulate_particles(parts, mats, shifts, TILT, log_every=0, transfers=tables)),
+        "stasnake, cubic interpolation": lambda: finish_average(
+            accumulate_particles(parts, mats, shifts, TILT, log_every=0, interpolation_order=3)),
         "stage: transfer tables": tables_only,
         "stage: accumulate, CTF-weighted": accumulate_weighted_only,
         "scipy baseline": lambda: finish_average(scipy_baseline(parts, mats, shifts)),

@@ -24,6 +24,7 @@ from stasnake.protocol import (
     default_subbox,
     protocol_projects,
 )
+from stasnake.sta.average import INTERPOLATION_BY_NAME
 from stasnake.sta.project import (
     PARTICLE_SETS,
     chunk_labels,

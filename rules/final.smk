@@ -35,6 +35,7 @@ if not PROTOCOL_ON:
             fmin_fraction=config["averaging"]["fmin_fraction"],
             device=config["device"],
             transfer_tomos=transfer_tomo_numbers(TILT_SERIES),
+            interpolation_order=INTERPOLATION_BY_NAME[config["averaging"]["final_interpolation"]],
         script:
             "../scripts/final_average.py"
 

@@ -282,6 +282,7 @@ rule half_maps:
         fmin_fraction=config["averaging"]["fmin_fraction"],
         device=config["device"],
         transfer_tomos=transfer_tomo_numbers(TILT_SERIES),
+        interpolation_order=INTERPOLATION_BY_NAME[config["averaging"]["final_interpolation"]],
     script:
         "../scripts/half_maps.py"
 

@@ -50,7 +50,8 @@ def main(smk):
                 views = [particles[i] for i in idx]  # memmap views: read one at a time while accumulating
                 part = None if transfers is None else transfers.subset(idx)
                 sums[name].append(accumulate_particles(views, matrices[idx], shifts[idx], ranges[idx], device=device,
-                                                       transfers=part))  # fmt: skip
+                                                       transfers=part,
+                                                       interpolation_order=smk.params.interpolation_order))  # fmt: skip
     if not sums["half1"] or not sums["half2"]:
         raise InputError("particles tables", "both gold-standard halves (even and odd tags) need particles")
     halves = {name: sum(parts) for name, parts in sums.items()}

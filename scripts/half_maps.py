@@ -54,7 +54,8 @@ def main(smk):
         transfers = load_particle_transfers(part, smk.input.transfers, smk.params.transfer_tomos, half1_map.shape[-1],
                                             apix, source=smk.input.table)  # fmt: skip
         sums[h] = accumulate_particles(ParticleStacks(index, rows), matrices, shifts, tilt_ranges_from_table(part),
-                                       device=smk.params.device, pixel_size_angstrom=apix, transfers=transfers)  # fmt: skip
+                                       device=smk.params.device, pixel_size_angstrom=apix, transfers=transfers,
+                                       interpolation_order=smk.params.interpolation_order)  # fmt: skip
     n_sym = symmetry_order(smk.params.symmetry)
     fmin = smk.params.fmin_fraction
 

@@ -165,6 +165,20 @@ def test_cuda_averaging_matches_cpu():
         assert gpu.count == cpu.count == 2
 
 
+@needs_cuda
+def test_cuda_averaging_with_cubic_interpolation_rotates_on_the_host():
+    """The device rotates trilinearly only: cubic B-splines run on the host, the sums on the device."""
+    rng = np.random.default_rng(5)
+    parts = rng.standard_normal((2, 6, 6, 6)).astype(np.float32)
+    mats = random_rotations(2, rng)
+    shifts = rng.uniform(-1, 1, (2, 3))
+    cpu = accumulate_particles(parts, mats, shifts, [(-60, 60)] * 2, interpolation_order=3)
+    gpu = accumulate_particles(parts, mats, shifts, [(-60, 60)] * 2, interpolation_order=3, device="cuda")
+    np.testing.assert_allclose(gpu.spectrum, cpu.spectrum, rtol=1e-5, atol=1e-5 * np.abs(cpu.spectrum).max())
+    linear = accumulate_particles(parts, mats, shifts, [(-60, 60)] * 2)
+    assert not np.allclose(linear.spectrum, cpu.spectrum, atol=1e-3 * np.abs(cpu.spectrum).max())
+
+
 def test_cuda_averaging_without_device_raises_clear_error():
     """Without a GPU and without the simulator, device='cuda' is a RuntimeError, not a crash."""
     assert_cuda_call_fails_clearly(

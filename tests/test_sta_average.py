@@ -69,6 +69,34 @@ def test_noise_free_copies_average_to_the_object(caplog):
     assert sum("averaged" in r.message for r in caplog.records) == 2
 
 
+def test_cubic_interpolation_keeps_the_amplitudes_near_nyquist(truth):
+    """Noise-free wedged copies of the unit at random poses and subpixel shifts: trilinear
+    rotation attenuates each particle by its own subpixel offset, cubic B-splines far less, so
+    the average keeps more of the truth's amplitude in the top shells (17-11 Å of the 32 box)
+    and is at least as well correlated with it."""
+    rng = np.random.default_rng(21)
+    mats = random_rotations(24, rng)
+    parts, shifts = _simulate(truth, mats, rng, snr=np.inf)
+    gain, cc = {}, {}
+    ft = scipy.fft.rfftn(truth)
+    kx, ky, kz = fourier_pixel_grid(truth.shape[0])
+    top = (np.sqrt(kx**2 + ky**2 + kz**2) >= 10) & (np.sqrt(kx**2 + ky**2 + kz**2) < 16)
+    for order in (1, 3):
+        avg = average_particles(parts, mats, shifts, TILT, symmetry=6, interpolation_order=order)
+        fa = scipy.fft.rfftn(avg)
+        gain[order] = float(np.sqrt((np.abs(fa[top]) ** 2).sum() / (np.abs(ft[top]) ** 2).sum()))
+        cc[order] = float(np.real((fa * np.conj(ft))[top].sum()) / np.sqrt((np.abs(fa[top]) ** 2).sum()
+                                                                           * (np.abs(ft[top]) ** 2).sum()))
+    print(f"top shells: amplitude gain trilinear {gain[1]:.3f}, cubic {gain[3]:.3f}; "
+          f"correlation {cc[1]:.4f}, {cc[3]:.4f}")
+    # measured: gain 0.61 trilinear, 0.88 cubic (the simulated particles lose some themselves);
+    # correlation 0.990, 0.997
+    assert gain[3] > gain[1] + 0.15 and 0.8 < gain[3] < 1.1
+    assert cc[3] > cc[1]
+    with pytest.raises(ValueError, match="interpolation_order"):
+        average_particles(parts[:1], mats[:1], shifts[:1], interpolation_order=2)
+
+
 def test_more_noisy_copies_improve_the_average():
     rng = np.random.default_rng(8)
     ref = asymmetric_object(24, sigma=2.0)
