@@ -16,9 +16,10 @@ averaged with Fourier-weight (missing-wedge) compensation by
   :func:`stasnake.sta.transfer.transfer_table`, computed beforehand; the
   ``transfer tables`` stage times computing them);
 * ``stasnake, cubic interpolation``: the same with cubic B-spline rotation
-  (``interpolation_order=3``, ``scipy.ndimage.map_coordinates`` on the host: the
+  (``interpolation_order=3``, the numba cubic B-spline kernel on the host: the
   final maps' default, ``averaging.final_interpolation``);
-* its stages alone, per particle: ``rotate`` (:func:`rotate_volume`),
+* its stages alone, per particle: ``rotate`` (:func:`rotate_volume`; ``rotate, cubic`` with
+  ``order=3`` beside ``scipy.ndimage.map_coordinates(order=3)``, the same result),
   ``rfftn`` (scipy.fft, all cores) and ``accumulate``
   (:func:`stasnake.kernels.accumulate.accumulate_spectrum` on prepared spectra);
 * ``scipy baseline``: per particle ``scipy.ndimage.affine_transform(order=1)``
@@ -133,6 +134,18 @@ def bench_box(n, m, repeats):
         for i in range(m):
             rotate_volume(parts[i], mats[i], shifts[i])
 
+    def rotate_cubic_only():
+        for i in range(m):
+            rotate_volume(parts[i], mats[i], shifts[i], order=3)
+
+    def rotate_cubic_scipy():
+        c = np.full(3, n // 2, dtype=float)
+        z, y, x = np.meshgrid(*(np.arange(n) - n // 2,) * 3, indexing="ij")
+        grid = np.stack([x.ravel(), y.ravel(), z.ravel()])
+        for i in range(m):
+            src = mats[i] @ grid + (c + shifts[i])[:, None]
+            scipy.ndimage.map_coordinates(parts[i], src[::-1], order=3, mode="grid-constant", prefilter=True)
+
     def fft_only():
         for a in aligned:
             scipy.fft.rfftn(a, workers=os.cpu_count() or 1)
@@ -159,6 +172,8 @@ def bench_box(n, m, repeats):
         "stage: accumulate, CTF-weighted": accumulate_weighted_only,
         "scipy baseline": lambda: finish_average(scipy_baseline(parts, mats, shifts)),
         "stage: rotate": rotate_only,
+        "stage: rotate, cubic": rotate_cubic_only,
+        "stage: rotate, cubic, scipy map_coordinates": rotate_cubic_scipy,
         "stage: rfftn": fft_only,
         "stage: accumulate": accumulate_only,
     }

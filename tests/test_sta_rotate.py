@@ -52,8 +52,10 @@ def test_rotate_and_back_recovers_object():
     assert np.corrcoef(back3.ravel(), vol.ravel())[0, 1] > 0.999
 
 
+@pytest.mark.parametrize("cval", [0.0, 1.5])
 @pytest.mark.parametrize("order", [1, 3])
-def test_agrees_with_scipy_affine_transform(order):
+def test_agrees_with_scipy_affine_transform(order, cval):
+    """Order 1 and 3 run numba kernels (trilinear; cubic B-spline on scipy's prefilter)."""
     rng = np.random.default_rng(3)
     vol = rng.standard_normal((20, 22, 24)).astype(np.float32)
     R = dynamo_euler_to_matrix([20.0, 70.0, 160.0])
@@ -63,8 +65,8 @@ def test_agrees_with_scipy_affine_transform(order):
     m_zyx = R[::-1, ::-1]
     offset_xyz = c + shift - R @ c
     ref = scipy.ndimage.affine_transform(vol, m_zyx, offset=offset_xyz[::-1], order=order,
-                                         mode="grid-constant", cval=0.0)
-    ours = rotate_volume(vol, R, shift_xyz=shift, order=order)
+                                         mode="grid-constant", cval=cval)
+    ours = rotate_volume(vol, R, shift_xyz=shift, order=order, cval=cval)
     np.testing.assert_allclose(ours, ref, atol=2e-4)
 
 

@@ -330,7 +330,7 @@ def accumulate_particles(
     interpolation_order : {1, 3}
         How each particle is rotated and shifted into the reference frame
         (:func:`stasnake.sta.rotate.rotate_volume`): 1 trilinear (on the device),
-        3 cubic B-spline (on the host, ``scipy.ndimage``; slower). Trilinear
+        3 cubic B-spline (on the host, whatever the device; several times slower). Trilinear
         weights change with each particle's subpixel offset and blur the average
         unevenly: on the synthetic demo the final map's FSC against the truth at
         15.7 Å rose from 0.45 to 0.53 with cubic interpolation, same poses.
