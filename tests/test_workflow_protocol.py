@@ -129,7 +129,7 @@ def test_every_stage_and_the_final_maps_are_made(protocol_runs):
     mirrored = fsc.assign(fsc=fsc["fsc_mirrored_truth"])
     res, res_mirror = resolution_at(fsc, 0.5), resolution_at(mirrored, 0.5)
     print(f"FSC 0.5 against the truth {res:.2f} A, against its mirror {res_mirror:.2f} A; "
-          + " ".join(f"{r:.1f}:{v:.2f}" for r, v in zip(fsc["resolution_A"][4:17], fsc["fsc"][4:17])))
+          + " ".join(f"{r:.1f}:{v:.2f}" for r, v in zip(fsc["resolution_A"][4:17], fsc["fsc"][4:17], strict=True)))
     # measured at this size (82 final particles, 5.4 A pixels, Nyquist 10.8 A): 16.5 A, mirror 32 A;
     # the full demo reaches 13.9 A (docs/protocol.md)
     assert res < 19.0 and res_mirror > 1.5 * res

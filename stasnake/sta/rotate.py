@@ -15,7 +15,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
-from stasnake.kernels.interp import CUBIC_PAD, affine_cubic_bspline, affine_trilinear, cubic_bspline_coefficients
+from stasnake.kernels.interp import (
+    CUBIC_PAD,
+    affine_cubic_bspline,
+    affine_trilinear,
+    cubic_bspline_coefficients,
+)
 
 
 def rotation_about_z(angle_deg: float) -> np.ndarray:
