@@ -339,7 +339,7 @@ def tight_mask_from_average(
         place a particle in plane; where its curvature differs from the
         particle's VLP it pulls the particle sideways (synthetic demo, step 8B:
         final in-plane centre errors rms 0.74/0.59 px with the membrane,
-        0.52/0.45 px without).
+        0.57/0.43 px without).
 
     Returns
     -------
